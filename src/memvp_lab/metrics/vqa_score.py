@@ -1,0 +1,145 @@
+"""The VQA accuracy of the official VQAv2 evaluation (GT-Vision-Lab ``vqaEval.py``).
+
+Per question: the prediction is normalised (punctuation, number words, articles, contractions);
+the ten human answers are only punctuation-normalised, and only when they are not all identical;
+the score is the mean over the ten leave-one-out subsets of ``min(1, #matches / 3)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import torch
+from torchmetrics import Metric
+
+# Contractions written without (some of) their apostrophes, as the official table lists them.
+_CONTRACTION_PAIRS = """
+aint:ain't arent:aren't cant:can't couldve:could've couldnt:couldn't couldn'tve:couldn't've
+couldnt've:couldn't've didnt:didn't doesnt:doesn't dont:don't hadnt:hadn't hadnt've:hadn't've
+hadn'tve:hadn't've hasnt:hasn't havent:haven't hed:he'd hed've:he'd've he'dve:he'd've hes:he's
+howd:how'd howll:how'll hows:how's Id've:I'd've I'dve:I'd've Im:I'm Ive:I've isnt:isn't itd:it'd
+itd've:it'd've it'dve:it'd've itll:it'll let's:let's maam:ma'am mightnt:mightn't
+mightnt've:mightn't've mightn'tve:mightn't've mightve:might've mustnt:mustn't mustve:must've
+neednt:needn't notve:not've oclock:o'clock oughtnt:oughtn't ow's'at:'ow's'at 'ows'at:'ow's'at
+'ow'sat:'ow's'at shant:shan't shed've:she'd've she'dve:she'd've she's:she's shouldve:should've
+shouldnt:shouldn't shouldnt've:shouldn't've shouldn'tve:shouldn't've somebody'd:somebodyd
+somebodyd've:somebody'd've somebody'dve:somebody'd've somebodyll:somebody'll somebodys:somebody's
+someoned:someone'd someoned've:someone'd've someone'dve:someone'd've someonell:someone'll
+someones:someone's somethingd:something'd somethingd've:something'd've
+something'dve:something'd've somethingll:something'll thats:that's thered:there'd
+thered've:there'd've there'dve:there'd've therere:there're theres:there's theyd:they'd
+theyd've:they'd've they'dve:they'd've theyll:they'll theyre:they're theyve:they've twas:'twas
+wasnt:wasn't wed've:we'd've we'dve:we'd've weve:we've werent:weren't whatll:what'll
+whatre:what're whats:what's whatve:what've whens:when's whered:where'd wheres:where's
+whereve:where've whod:who'd whod've:who'd've who'dve:who'd've wholl:who'll whos:who's
+whove:who've whyll:why'll whyre:why're whys:why's wont:won't wouldve:would've wouldnt:wouldn't
+wouldnt've:wouldn't've wouldn'tve:wouldn't've yall:y'all yall'll:y'all'll y'allll:y'all'll
+yall'd've:y'all'd've y'alld've:y'all'd've y'all'dve:y'all'd've youd:you'd youd've:you'd've
+you'dve:you'd've youll:you'll youre:you're youve:you've
+"""
+CONTRACTIONS: dict[str, str] = dict(pair.split(":", 1) for pair in _CONTRACTION_PAIRS.split())
+NUMBER_WORDS = {
+    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+}
+ARTICLES = frozenset({"a", "an", "the"})
+PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
+_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
+_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+
+
+def process_punctuation(text: str) -> str:
+    """Removes or spaces out punctuation exactly as the official evaluation does."""
+    out = text
+    strip_all = _COMMA_STRIP.search(text) is not None
+    for p in PUNCTUATION:
+        if strip_all or (p + " " in text) or (" " + p in text):
+            out = out.replace(p, "")
+        else:
+            out = out.replace(p, " ")
+    return _PERIOD_STRIP.sub("", out)
+
+
+def process_digit_article(text: str) -> str:
+    """Lower-cases, maps number words to digits, drops articles, restores contractions."""
+    words = [NUMBER_WORDS.get(w, w) for w in text.lower().split()]
+    words = [CONTRACTIONS.get(w, w) for w in words if w not in ARTICLES]
+    return " ".join(words)
+
+
+def _clean(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
+def normalize_answer(answer: str) -> str:
+    """The full normalisation the official evaluation applies to a predicted answer."""
+    return process_digit_article(process_punctuation(_clean(answer)))
+
+
+def vqa_score(prediction: str, answers: Sequence[str]) -> float:
+    """Official VQA accuracy of one prediction against the human answers (usually ten).
+
+    Args:
+        prediction: the model's answer, raw.
+        answers: the human answers, raw.
+
+    Returns:
+        A value in [0, 1].
+    """
+    if not answers:
+        raise ValueError("vqa_score needs at least one reference answer")
+    pred = normalize_answer(prediction)
+    refs = [_clean(a) for a in answers]
+    if len(set(refs)) > 1:
+        refs = [process_punctuation(a) for a in refs]
+    total = 0.0
+    for i in range(len(refs)):
+        matches = sum(1 for j, ref in enumerate(refs) if j != i and ref == pred)
+        total += min(1.0, matches / 3.0)
+    return total / len(refs)
+
+
+class VQAScore(Metric):
+    """Mean official VQA accuracy, overall and per group (question type, answer type, ...).
+
+    ``update`` takes predictions, their reference answers and optional group names; the sums and
+    counts are tensors reduced with ``sum`` across processes, so under DDP every question is
+    counted exactly once however the samples were sharded.
+
+    Args:
+        groups: the group names reported separately (e.g. the question types); a sample whose
+            group is not listed only counts toward the overall score.
+    """
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, groups: Sequence[str] = (), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.groups = tuple(groups)
+        self.add_state("score_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("group_sum", default=torch.zeros(len(self.groups), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("group_count", default=torch.zeros(len(self.groups), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, predictions: Sequence[str], answers: Sequence[Sequence[str]],
+               groups: Sequence[str] | None = None) -> None:
+        if len(predictions) != len(answers):
+            raise ValueError(f"{len(predictions)} predictions but {len(answers)} answer lists")
+        index = {g: i for i, g in enumerate(self.groups)}
+        for k, (pred, refs) in enumerate(zip(predictions, answers)):
+            s = vqa_score(pred, refs)
+            self.score_sum += s
+            self.count += 1
+            if groups is not None and groups[k] in index:
+                self.group_sum[index[groups[k]]] += s
+                self.group_count[index[groups[k]]] += 1
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Returns ``{"overall": ..., <group>: ...}``; groups without samples are left out."""
+        out = {"overall": self.score_sum / self.count.clamp(min=1)}
+        for i, g in enumerate(self.groups):
+            if self.group_count[i] > 0:
+                out[g] = self.group_sum[i] / self.group_count[i]
+        return out
