@@ -1,0 +1,54 @@
+"""The batch every method consumes: token ids, visual features and evaluation metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+
+@dataclass
+class VLBatch:
+    """A collated batch.
+
+    Decoder-only backbones: ``input_ids`` is prompt + target, right-padded, with ``labels`` -100
+    on prompt and padding; ``prompt_ids`` / ``prompt_mask`` hold the prompts alone, left-padded,
+    for generation. Encoder-decoder backbones: ``input_ids`` is the prompt (encoder input) and
+    ``labels`` the target (decoder); ``prompt_ids`` is ``input_ids``.
+
+    Attributes:
+        visual: (B, m, C) visual features; ``has_image``: (B,) 1.0 / 0.0.
+        weights: (B,) loss weight per sample (the VQA soft score of the sampled answer).
+        question_ids, answers, groups, answer_types: evaluation metadata (not moved to devices).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    visual: torch.Tensor
+    has_image: torch.Tensor
+    weights: torch.Tensor
+    question_ids: list = field(default_factory=list)
+    answers: list[list[str]] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    answer_types: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def sample(self, i: int) -> VLBatch:
+        """Sample ``i`` alone, with its padding removed (used for exact per-sample FLOPs)."""
+        keep = self.attention_mask[i].bool()
+        label_keep = self.labels[i] != -100 if self.labels.shape[1] != self.input_ids.shape[1] else keep
+        prompt_keep = self.prompt_mask[i].bool()
+        return replace(
+            self,
+            input_ids=self.input_ids[i][keep][None], attention_mask=self.attention_mask[i][keep][None],
+            labels=self.labels[i][label_keep][None],
+            prompt_ids=self.prompt_ids[i][prompt_keep][None], prompt_mask=self.prompt_mask[i][prompt_keep][None],
+            visual=self.visual[i:i + 1], has_image=self.has_image[i:i + 1], weights=self.weights[i:i + 1],
+            question_ids=self.question_ids[i:i + 1], answers=self.answers[i:i + 1],
+            groups=self.groups[i:i + 1], answer_types=self.answer_types[i:i + 1],
+        )
