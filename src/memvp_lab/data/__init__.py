@@ -1,0 +1,1 @@
+"""Datasets, feature stores and data modules."""

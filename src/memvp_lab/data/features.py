@@ -1,0 +1,175 @@
+"""Pre-extracted visual features in HDF5: reading, validating and extracting them.
+
+Two layouts are read, both holding a group per image id with a dataset ``features`` of shape
+(tokens, dim):
+
+* per-image files, as the community ships CLIP features:
+  ``<dir>/<img_id>.h5`` -> ``/<img_id>/features``;
+* one consolidated file: ``<file>.h5`` -> ``/<img_id>/features`` for every image.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class FeatureError(RuntimeError):
+    """A visual feature is missing or malformed; the message names the image id and file."""
+
+
+class FeatureStore:
+    """Reads (tokens, dim) feature arrays by image id from either HDF5 layout.
+
+    Args:
+        path: a consolidated ``.h5`` file or a directory of per-image ``<img_id>.h5`` files.
+        num_tokens, dim: the expected shape; anything else raises ``FeatureError``.
+    """
+
+    def __init__(self, path: str | Path, num_tokens: int, dim: int) -> None:
+        self.path = Path(path)
+        self.shape = (num_tokens, dim)
+        if not self.path.exists():
+            raise FeatureError(f"feature path {self.path} does not exist")
+        self.consolidated = self.path.is_file()
+        self._file: h5py.File | None = None
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _file_for(self, img_id: str) -> Path:
+        return self.path if self.consolidated else self.path / f"{img_id}.h5"
+
+    def _read(self, img_id: str) -> np.ndarray:
+        file = self._file_for(img_id)
+        try:
+            if self.consolidated:
+                if self._file is None:  # opened lazily so each DataLoader worker has its own handle
+                    self._file = h5py.File(self.path, "r")
+                dataset = self._file.get(f"{img_id}/features")
+                if dataset is None:
+                    raise FeatureError(f"no features for image id {img_id!r} in {file}")
+                array = dataset[()]
+            else:
+                if not file.exists():
+                    raise FeatureError(f"no features for image id {img_id!r}: {file} does not exist")
+                with h5py.File(file, "r") as f:
+                    dataset = f.get(f"{img_id}/features")
+                    if dataset is None:
+                        raise FeatureError(f"{file} has no dataset '{img_id}/features'")
+                    array = dataset[()]
+        except OSError as err:
+            raise FeatureError(f"cannot read features of image id {img_id!r} from {file}: {err}") from err
+        if array.shape != self.shape:
+            raise FeatureError(
+                f"features of image id {img_id!r} in {file} have shape {tuple(array.shape)}, "
+                f"expected {self.shape} (check vision.num_tokens / vision.feature_dim)"
+            )
+        return array
+
+    def __contains__(self, img_id: str) -> bool:
+        if img_id in self._cache:
+            return True
+        if self.consolidated:
+            if self._file is None:
+                self._file = h5py.File(self.path, "r")
+            return f"{img_id}/features" in self._file
+        return self._file_for(img_id).exists()
+
+    def preload(self, img_ids: Iterable[str]) -> None:
+        """Reads the given images into memory once (fast epochs for small datasets)."""
+        for img_id in sorted(set(img_ids)):
+            if img_id not in self._cache:
+                self._cache[img_id] = self._read(img_id)
+
+    def get(self, img_id: str) -> np.ndarray:
+        cached = self._cache.get(img_id)
+        return cached if cached is not None else self._read(img_id)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __getstate__(self) -> dict:
+        # h5py handles cannot be pickled into DataLoader workers; they reopen lazily.
+        state = self.__dict__.copy()
+        state["_file"] = None
+        return state
+
+
+def load_image(path: Path, size: int) -> torch.Tensor:
+    """An RGB image as a (3, size, size) float tensor in [0, 1] (bicubic square resize)."""
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.BICUBIC)
+        array = np.array(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def _traced(encoder: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """A frozen TorchScript graph of the encoder: BatchNorm folded into convolutions.
+
+    On a 2-core CPU this extracts EfficientNet-Lite0 features about 3x faster than eager mode;
+    outputs match eager mode to ~1e-4.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.freeze(torch.jit.trace(encoder.eval(), example))
+
+
+def extract_features(
+    encoder: torch.nn.Module,
+    image_paths: dict[str, Path],
+    out_file: Path,
+    image_size: int,
+    batch_size: int = 32,
+    trace: bool = True,
+) -> Path:
+    """Extracts grid features of every image into one consolidated HDF5 file, resumably.
+
+    Images whose id is already in ``out_file`` are skipped, so an interrupted run continues
+    where it stopped. Features are stored as float16 ``/<img_id>/features`` (tokens, dim).
+    """
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(out_file, "a") as f:
+        todo = [i for i in sorted(image_paths) if f"{i}/features" not in f]
+        if not todo:
+            return out_file
+        log.info("extracting features of %d images into %s", len(todo), out_file)
+        run = None
+        for start in tqdm(range(0, len(todo), batch_size), desc="features", unit="batch"):
+            ids = todo[start:start + batch_size]
+            images = torch.stack([load_image(image_paths[i], image_size) for i in ids])
+            with torch.inference_mode():
+                if run is None:
+                    run = _traced(encoder, images) if trace else encoder
+                tokens = run(images).float().numpy().astype(np.float16)
+            for img_id, feats in zip(ids, tokens):
+                f.create_dataset(f"{img_id}/features", data=feats)
+            f.flush()
+    return out_file
+
+
+def consolidate(per_image_dir: Path, out_file: Path, img_ids: Sequence[str] | None = None) -> Path:
+    """Copies per-image ``<img_id>.h5`` files into one consolidated HDF5 file (resumable)."""
+    ids = img_ids if img_ids is not None else sorted(p.stem for p in Path(per_image_dir).glob("*.h5"))
+    with h5py.File(out_file, "a") as out:
+        for img_id in tqdm(ids, desc="consolidate", unit="img"):
+            if f"{img_id}/features" in out:
+                continue
+            src = Path(per_image_dir) / f"{img_id}.h5"
+            with h5py.File(src, "r") as f:
+                if f"{img_id}/features" not in f:
+                    raise FeatureError(f"{src} has no dataset '{img_id}/features'")
+                out.create_dataset(f"{img_id}/features", data=f[f"{img_id}/features"][()])
+    return out_file
