@@ -1,0 +1,72 @@
+"""What the rest of the framework needs to know about a language model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How a task's prompt and target become the backbone's text.
+
+    ``prompt`` wraps the task prompt (``{prompt}``), e.g. a chat template; ``target`` wraps the
+    answer (``{target}``) and usually ends with the end-of-turn / EOS marker (``{eos}`` is
+    replaced by the tokenizer's EOS token). ``add_bos`` prepends the BOS token to decoder-only
+    sequences. Encoder-decoder backbones tokenise the prompt and target with their own special
+    tokens and ignore ``add_bos``.
+    """
+
+    prompt: str = "{prompt}"
+    target: str = "{target}{eos}"
+    add_bos: bool = False
+
+
+@dataclass
+class Backbone:
+    """A loaded language model with its tokenizer.
+
+    Attributes:
+        name: the config name (``smollm2_135m``, ``bart_base``, ...).
+        model: the Hugging Face model (``*ForCausalLM`` or ``*ForConditionalGeneration``).
+        tokenizer: its tokenizer; ``pad_token`` is always set.
+        text: how prompts and targets are laid out for this model.
+        source: where the weights came from (hub id, local dir, wheel, ``random``).
+    """
+
+    name: str
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    text: TextFormat
+    source: str
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return bool(self.model.config.is_encoder_decoder)
+
+    @property
+    def hidden_size(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model"))
+
+    def body(self) -> nn.Module:
+        """The transformer without the LM head (``LlamaModel``, ``BartModel``, ``T5Model``-like)."""
+        return self.model.base_model
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def check_family(backbone: Backbone, family: str) -> Backbone:
+    """Verifies that the config's ``backbone.family`` matches the loaded architecture."""
+    actual = "encoder_decoder" if backbone.is_encoder_decoder else "decoder_only"
+    if family != actual:
+        from memvp_lab.config.errors import ConfigError
+
+        raise ConfigError(f"backbone.family={family!r} but {backbone.name} loaded as {actual}; set backbone.family={actual}")
+    return backbone

