@@ -1,0 +1,78 @@
+"""MemVP's typed config and its ``build``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+from omegaconf import MISSING
+
+from memvp_lab.backbones.base import Backbone
+from memvp_lab.config.errors import ConfigError
+from memvp_lab.methods.base import MethodConfig, VisualSpec
+from memvp_lab.methods.memvp.ffn_sites import find_ffn_sites, select_sites
+from memvp_lab.methods.memvp.memory import Ablation, VisualMemory
+from memvp_lab.model import VisionLanguageModel
+
+log = logging.getLogger(__name__)
+
+
+class LayerSet(str, Enum):
+    encoder = "encoder"
+    decoder = "decoder"
+    all = "all"
+
+
+@dataclass
+class MemVPConfig(MethodConfig):
+    """Memory-space visual prompting (paper Sec. 4.2)."""
+
+    _target_: str = "memvp_lab.methods.memvp.MemVPConfig"
+    n: int = MISSING  # memory slots (length of the position embeddings)
+    lam: float = MISSING  # lambda: scale of the projected visual prompts
+    scale: float = MISSING  # s: output scale of the memory term
+    dropout: float = MISSING  # on the activated scores
+    projector_hidden: int = MISSING  # 0: one Linear; >0: Linear -> SiLU -> Linear
+    projector_bias: bool = MISSING
+    shared_positions: bool = MISSING  # one (P_k, P_v) for all FFNs (LLaMA) or one per FFN (BART/T5)
+    layers: LayerSet = MISSING  # which FFNs get memory
+    ablation: Ablation = MISSING  # paper Table 4
+    pos_k_init_std: float = MISSING
+    pos_v_init_std: float = MISSING
+
+    def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
+        """Raises ``ConfigError`` naming the key to change."""
+        needed = 1 if self.ablation is Ablation.global_feature else visual.num_tokens
+        if self.ablation not in (Ablation.no_visual, Ablation.concat_position) and self.n < needed:
+            raise ConfigError(
+                f"method.n={self.n} is smaller than the {needed} visual tokens of the vision encoder; "
+                f"set method.n>={needed}"
+            )
+        if is_encoder_decoder is False and self.layers is LayerSet.encoder:
+            raise ConfigError("method.layers=encoder but the backbone is decoder-only; set method.layers=decoder or all")
+        for key in ("lr", "lam", "scale"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"method.{key}={getattr(self, key)} must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"method.dropout={self.dropout} must be in [0, 1)")
+
+    def build(self, backbone: Backbone, visual: VisualSpec) -> VisionLanguageModel:
+        """Attaches visual memory to the backbone's FFNs; only the memory's tensors train."""
+        self.validate(visual, backbone.is_encoder_decoder)
+        sites = select_sites(find_ffn_sites(backbone.model), self.layers.value)
+        if not sites:
+            raise ConfigError(
+                f"method.layers={self.layers.value} matched no FFN in backbone={backbone.name} "
+                f"({type(backbone.model).__name__}); MemVP knows LLaMA-style SwiGLU MLPs, T5 DenseReluDense "
+                "and BART fc1/fc2 layers"
+            )
+        memory = VisualMemory(
+            sites, backbone.hidden_size, visual.feature_dim, visual.num_tokens, n=self.n, lam=self.lam,
+            scale=self.scale, dropout=self.dropout, projector_hidden=self.projector_hidden,
+            projector_bias=self.projector_bias, shared_positions=self.shared_positions,
+            ablation=self.ablation, pos_k_init_std=self.pos_k_init_std, pos_v_init_std=self.pos_v_init_std,
+        )
+        log.info("MemVP: visual memory (%d slots) in %d FFNs: %s ... %s", memory.num_slots, len(sites),
+                 sites[0].name, sites[-1].name)
+        return VisionLanguageModel(backbone, memory, unfreeze=self.unfreeze)

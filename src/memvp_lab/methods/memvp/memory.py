@@ -1,0 +1,225 @@
+"""Memory-space visual prompting: visual key/value entries appended to every chosen FFN.
+
+For an FFN with input ``u`` and activation ``act`` the output becomes
+
+    FFN(u) + s * Dropout(act(u K^T)) V,   K = lam * f(Z) (+) P_k,   V = lam * f(Z) (+) P_v,
+
+with ``f`` the projector, ``Z`` the visual features zero-padded from m tokens to n slots and
+``P_k``, ``P_v`` learned position embeddings (per FFN, or one pair shared by all). This is the
+FFN with ``K`` appended to its first weight matrix and ``V`` to its second (paper Eq. 8); for a
+SwiGLU FFN the gate of the new entries is ``u/|u|^2``, i.e. exactly 1 (paper Eq. 11-12).
+
+The per-sample memory lives only inside ``VisualMemory.bind``: the projector runs once per bind,
+each FFN computes its term with two batched matmuls, and nothing stays on any module afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memvp_lab.methods.memvp.ffn_sites import FFNSite
+from memvp_lab.methods.memvp.projector import Projector
+
+log = logging.getLogger(__name__)
+
+
+class Ablation(str, Enum):
+    """The paper's Table 4 variants."""
+
+    none = "none"  # MemVP as published
+    no_visual = "no_visual"  # position embeddings only: no projector, no visual input
+    global_feature = "global_feature"  # one mean-pooled visual token instead of the local grid
+    concat_position = "concat_position"  # [lam f(Z); P] instead of lam f(Z) + P
+    keys_only = "keys_only"  # visual prompts in the keys only (V = P_v)
+    values_only = "values_only"  # visual prompts in the values only (K = P_k)
+
+
+# Observer of retrieval weights: (site index, act(u K^T) of shape (B, L, slots)).
+ScoreObserver = Callable[[int, torch.Tensor], None]
+
+
+@dataclass
+class _Bound:
+    """The memory of one bound call; discarded when the call ends."""
+
+    prompts: torch.Tensor | None  # (B, slots, d) visual part of the entries, or None
+    observer: ScoreObserver | None
+    blocked: torch.Tensor | None  # (B, slots) bool: entries whose activation is forced to 0
+    keys: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+    values: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+    pending: dict[int, torch.Tensor] = field(default_factory=dict)  # FFN inputs awaiting the output
+
+
+class VisualMemory(nn.Module):
+    """Projector, position embeddings and the FFN hooks that append visual memory.
+
+    Args:
+        sites: the FFNs that get memory entries.
+        d_model: the language model's width.
+        feature_dim: visual feature width C.
+        num_visual_tokens: visual tokens m per image.
+        n: memory slots (position-embedding length); visual prompts are zero-padded to it.
+        lam: scale of the projected visual prompts (lambda).
+        scale: output scale s of the memory term.
+        dropout: dropout on the activated scores.
+        projector_hidden: hidden width of a 2-layer projector, 0 for one linear layer.
+        projector_bias: whether projector layers have biases.
+        shared_positions: one (P_k, P_v) pair for all FFNs instead of one per FFN.
+        ablation: a Table 4 variant.
+        pos_k_init_std, pos_v_init_std: normal-init std of P_k and P_v (0 gives zeros).
+    """
+
+    def __init__(self, sites: Sequence[FFNSite], d_model: int, feature_dim: int, num_visual_tokens: int, *,
+                 n: int, lam: float, scale: float, dropout: float, projector_hidden: int,
+                 projector_bias: bool, shared_positions: bool, ablation: Ablation,
+                 pos_k_init_std: float, pos_v_init_std: float) -> None:
+        super().__init__()
+        if not sites:
+            raise ValueError("VisualMemory needs at least one FFN site")
+        self.ablation = Ablation(ablation)
+        visual_slots = 1 if self.ablation is Ablation.global_feature else num_visual_tokens
+        if self.ablation not in (Ablation.no_visual, Ablation.concat_position) and n < visual_slots:
+            raise ValueError(f"n={n} memory slots cannot hold {visual_slots} visual tokens")
+        self.n, self.lam, self.scale, self.dropout = n, lam, scale, dropout
+        self.num_visual_tokens = num_visual_tokens
+        self.shared_positions = shared_positions
+        num_pos = 1 if shared_positions else len(sites)
+        self.pos_k = nn.Parameter(torch.randn(num_pos, n, d_model) * pos_k_init_std)
+        self.pos_v = nn.Parameter(torch.randn(num_pos, n, d_model) * pos_v_init_std)
+        self.projector = (None if self.ablation is Ablation.no_visual
+                          else Projector(feature_dim, d_model, projector_hidden, projector_bias))
+        self._sites = tuple(sites)  # a tuple, so the LM's modules are not registered twice
+        self._bound: _Bound | None = None
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        for i, site in enumerate(self._sites):
+            self._attach(i, site)
+
+    @property
+    def sites(self) -> tuple[FFNSite, ...]:
+        return self._sites
+
+    @property
+    def num_slots(self) -> int:
+        """Memory entries per FFN."""
+        return self.n + (self.num_visual_tokens if self.ablation is Ablation.concat_position else 0)
+
+    # ------------------------------------------------------------------ hooks
+    def _attach(self, index: int, site: FFNSite) -> None:
+        if site.input_module is site.output_module:
+            def add_memory(module, args, kwargs, output):
+                if self._bound is None:
+                    return None
+                u = args[0] if args else next(iter(kwargs.values()))
+                return output + self._retrieve(index, site, u)
+
+            self._handles.append(site.output_module.register_forward_hook(add_memory, with_kwargs=True))
+            return
+
+        def keep_input(module, args, kwargs):
+            if self._bound is not None:
+                self._bound.pending[index] = args[0] if args else next(iter(kwargs.values()))
+            return None
+
+        def add_memory_later(module, args, kwargs, output):
+            if self._bound is None:
+                return None
+            return output + self._retrieve(index, site, self._bound.pending.pop(index))
+
+        self._handles.append(site.input_module.register_forward_pre_hook(keep_input, with_kwargs=True))
+        self._handles.append(site.output_module.register_forward_hook(add_memory_later, with_kwargs=True))
+
+    def remove(self) -> None:
+        """Detaches the hooks: the language model behaves exactly as before."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    # ------------------------------------------------------------- per call
+    def project(self, visual: torch.Tensor, has_image: torch.Tensor | None = None) -> torch.Tensor | None:
+        """``lam * f(Z)`` of shape (B, tokens, d), zero for samples without an image."""
+        if self.projector is None:
+            return None
+        first = self.projector[0]
+        z = visual.to(dtype=first.weight.dtype)
+        if self.ablation is Ablation.global_feature:
+            z = z.mean(dim=1, keepdim=True)
+        prompts = self.lam * self.projector(z)
+        if has_image is not None:
+            prompts = prompts * has_image.to(prompts.dtype).view(-1, 1, 1)
+        return prompts
+
+    @contextmanager
+    def bind(self, visual: torch.Tensor, has_image: torch.Tensor | None = None, *,
+             observer: ScoreObserver | None = None, blocked: torch.Tensor | None = None) -> Iterator[None]:
+        """Makes the FFNs retrieve from this batch's visual memory for the duration of the block.
+
+        Args:
+            visual: (B, m, C) visual features.
+            has_image: (B,) 1 for samples with an image, 0 for text-only ones (zero prompts).
+            observer: called with each FFN's activated scores (for visualisation).
+            blocked: (B, slots) bool; these entries' activations are set to 0 (knowledge distortion).
+        """
+        if self._bound is not None:
+            raise RuntimeError("VisualMemory.bind is not re-entrant: a call is already bound")
+        if visual.dim() != 3 or visual.shape[1] != self.num_visual_tokens:
+            raise ValueError(f"visual features must be (B, {self.num_visual_tokens}, C), got {tuple(visual.shape)}")
+        self._bound = _Bound(self.project(visual, has_image), observer, blocked)
+        try:
+            yield
+        finally:
+            self._bound = None
+
+    def context(self, batch) -> contextlib.AbstractContextManager:
+        """The prompting hook of ``VisionLanguageModel``: bind this batch's visual memory."""
+        return self.bind(batch.visual, batch.has_image)
+
+    def _entries(self, position: torch.Tensor, prompts: torch.Tensor | None, visual_in: bool) -> torch.Tensor:
+        """Keys or values of one FFN: (B or 1, slots, d)."""
+        pos = position.unsqueeze(0)
+        if prompts is None or not visual_in:
+            if self.ablation is Ablation.concat_position and prompts is not None:
+                return torch.cat([torch.zeros_like(prompts), pos.expand(prompts.shape[0], -1, -1)], dim=1)
+            return pos
+        if self.ablation is Ablation.concat_position:
+            return torch.cat([prompts, pos.expand(prompts.shape[0], -1, -1)], dim=1)
+        pad = self.n - prompts.shape[1]
+        return F.pad(prompts, (0, 0, 0, pad)) + pos
+
+    def _kv(self, index: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        bound = self._bound
+        p = 0 if self.shared_positions else index
+        key = (p, batch)
+        if key not in bound.keys:
+            prompts = bound.prompts
+            if prompts is not None and prompts.shape[0] != batch:
+                # generate() with beams (or several sequences) repeats each sample contiguously.
+                prompts = prompts.repeat_interleave(batch // prompts.shape[0], dim=0)
+            keys_visual = self.ablation is not Ablation.values_only
+            values_visual = self.ablation is not Ablation.keys_only
+            bound.keys[key] = self._entries(self.pos_k[p], prompts, keys_visual)
+            bound.values[key] = self._entries(self.pos_v[p], prompts, values_visual)
+        return bound.keys[key], bound.values[key]
+
+    def _retrieve(self, index: int, site: FFNSite, u: torch.Tensor) -> torch.Tensor:
+        keys, values = self._kv(index, u.shape[0])
+        scores = site.activation(torch.matmul(u, keys.transpose(-1, -2).to(u.dtype)))
+        bound = self._bound
+        if bound.observer is not None:
+            bound.observer(index, scores)
+        if bound.blocked is not None:
+            scores = scores.masked_fill(bound.blocked.unsqueeze(1), 0.0)
+        scores = F.dropout(scores, self.dropout, self.training)
+        return self.scale * torch.matmul(scores, values.to(u.dtype))
+
+    def extra_repr(self) -> str:
+        return (f"sites={len(self._sites)}, n={self.n}, lam={self.lam}, scale={self.scale}, "
+                f"dropout={self.dropout}, shared_positions={self.shared_positions}, ablation={self.ablation.value}")

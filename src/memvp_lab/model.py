@@ -1,0 +1,121 @@
+"""A frozen language model plus a method's trainable modules, as one ``nn.Module``.
+
+Every method plugs in through a *prompting* module that decides how visual features reach the
+language model: memory-space (MemVP binds visual memory to the FFNs for the duration of a
+call) or input-space (visual tokens joined to the text embeddings). Training and generation are
+the same code for all methods.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memvp_lab.backbones.base import Backbone
+from memvp_lab.batch import VLBatch
+
+log = logging.getLogger(__name__)
+
+NORM_CLASS_SUFFIXES = ("LayerNorm", "RMSNorm")
+
+
+def norm_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Normalisation layers, recognised by type (``nn.LayerNorm`` or a ``*LayerNorm``/``*RMSNorm`` class)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.LayerNorm) or type(module).__name__.endswith(NORM_CLASS_SUFFIXES):
+            yield name, module
+
+
+class VisionLanguageModel(nn.Module):
+    """The language model, frozen, plus the method's prompting module, trainable.
+
+    Args:
+        backbone: the loaded language model.
+        prompting: a module with ``context(batch)`` (a context manager active around every
+            language-model call) and ``inputs(batch, ...)`` hooks; see ``MemVPPrompting``.
+        unfreeze: extra language-model parts to train, by structure: ``layer_norms``, ``biases``
+            or ``all``.
+    """
+
+    def __init__(self, backbone: Backbone, prompting: nn.Module, unfreeze: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.lm = backbone.model
+        self.prompting = prompting
+        self.backbone_name = backbone.name
+        self.tokenizer = backbone.tokenizer
+        self.is_encoder_decoder = backbone.is_encoder_decoder
+        self.lm.requires_grad_(False)
+        self.prompting.requires_grad_(True)
+        self.unfrozen = self._unfreeze(unfreeze)
+
+    def _unfreeze(self, parts: Iterable[str]) -> list[str]:
+        names: list[str] = []
+        for part in parts:
+            if part == "all":
+                self.lm.requires_grad_(True)
+                names.append("lm.*")
+            elif part == "layer_norms":
+                for name, module in norm_modules(self.lm):
+                    module.requires_grad_(True)
+                    names.append(f"lm.{name}")
+            elif part == "biases":
+                for name, module in self.lm.named_modules():
+                    bias = getattr(module, "bias", None)
+                    if isinstance(bias, nn.Parameter):
+                        bias.requires_grad_(True)
+                        names.append(f"lm.{name}.bias")
+            else:
+                raise ValueError(f"method.unfreeze entry {part!r}: expected layer_norms, biases or all")
+        return names
+
+    # ------------------------------------------------------------------ parameters
+    def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable and total parameters (each shared tensor counted once)."""
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for _, p in self.trainable_named_parameters())
+        return {"trainable": trainable, "total": total}
+
+    # ---------------------------------------------------------------------- forward
+    def _context(self, batch: VLBatch) -> AbstractContextManager:
+        return self.prompting.context(batch)
+
+    def forward(self, batch: VLBatch) -> torch.Tensor:
+        """Per-sample mean token cross-entropy of the targets, shape (B,)."""
+        with self._context(batch):
+            if self.is_encoder_decoder:
+                out = self.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels)
+                logits, targets = out.logits, batch.labels
+                mask = targets != -100
+                token_loss = F.cross_entropy(logits[mask], targets[mask], reduction="none")
+                rows = mask.nonzero()[:, 0]
+            else:
+                hidden = self.lm.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+                targets = batch.labels[:, 1:]
+                mask = targets != -100
+                # The LM head runs only where a target token is predicted (a 49k-wide projection
+                # per prompt token would cost more than the rest of a small model).
+                logits = self.lm.get_output_embeddings()(hidden[:, :-1][mask])
+                token_loss = F.cross_entropy(logits.float(), targets[mask], reduction="none")
+                rows = mask.nonzero()[:, 0]
+        sums = torch.zeros(len(batch), device=token_loss.device, dtype=token_loss.dtype).index_add_(0, rows, token_loss)
+        counts = torch.bincount(rows, minlength=len(batch)).clamp(min=1)
+        return sums / counts
+
+    @torch.no_grad()
+    def generate(self, batch: VLBatch, max_new_tokens: int, num_beams: int = 1) -> list[str]:
+        """Greedy (or beam) decoding of an answer per sample, special tokens removed."""
+        kwargs = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
+                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+        with self._context(batch):
+            out = self.lm.generate(input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask, **kwargs)
+        if not self.is_encoder_decoder:
+            out = out[:, batch.prompt_ids.shape[1]:]
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
