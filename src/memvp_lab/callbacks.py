@@ -1,0 +1,46 @@
+"""Lightning callbacks that measure what a results table reports."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import lightning as L
+
+
+class StepTimer(L.Callback):
+    """Wall-clock seconds per training step and per evaluation (test) batch.
+
+    The first ``warmup`` steps / batches are excluded (allocator and kernel warm-up); the
+    reported value is the median, robust to a stall caused by another process.
+    """
+
+    def __init__(self, warmup: int = 2) -> None:
+        self.warmup = warmup
+        self.train_times: list[float] = []
+        self.test_times: list[float] = []
+        self._t0 = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.train_times.append(time.perf_counter() - self._t0)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.test_times.append(time.perf_counter() - self._t0)
+
+    def _median(self, times: list[float]) -> float | None:
+        kept = times[self.warmup:] if len(times) > self.warmup else times
+        return statistics.median(kept) if kept else None
+
+    def summary(self) -> dict[str, float]:
+        out = {}
+        if (v := self._median(self.train_times)) is not None:
+            out["time/train_s_per_step"] = v
+        if (v := self._median(self.test_times)) is not None:
+            out["time/eval_s_per_batch"] = v
+        return out

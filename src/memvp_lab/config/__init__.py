@@ -1,0 +1,1 @@
+"""Typed config schemas (registered with Hydra's ConfigStore) and start-up validation."""

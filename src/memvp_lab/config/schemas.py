@@ -1,0 +1,20 @@
+"""Registers the typed schemas that config files build on (``defaults: [<name>_schema, _self_]``).
+
+A schema fixes the keys and their types; the YAML file gives the values. A misspelt key or a
+value of the wrong type then fails at composition, naming the key.
+"""
+
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+
+from memvp_lab.methods.memvp.config import MemVPConfig
+
+METHOD_SCHEMAS = {"memvp_schema": MemVPConfig}
+
+
+def register_schemas() -> None:
+    """Adds every schema to Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    for name, node in METHOD_SCHEMAS.items():
+        cs.store(group="method", name=name, node=node)

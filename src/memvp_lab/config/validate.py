@@ -1,0 +1,29 @@
+"""Start-up checks of combinations that types alone cannot catch."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from memvp_lab.config.errors import ConfigError
+from memvp_lab.methods.base import MethodConfig, VisualSpec
+
+FAMILIES = ("decoder_only", "encoder_decoder")
+
+
+def validate(cfg: DictConfig, method: MethodConfig, visual: VisualSpec) -> None:
+    """Raises ``ConfigError`` naming the key to change, before any model is built."""
+    family = cfg.backbone.get("family")
+    if family not in FAMILIES:
+        raise ConfigError(f"backbone.family={family!r}: expected one of {FAMILIES}")
+    if visual.num_tokens <= 0 or visual.feature_dim <= 0:
+        raise ConfigError("vision.num_tokens and vision.feature_dim must be positive")
+    if hasattr(method, "validate"):
+        method.validate(visual, family == "encoder_decoder")
+    trainer = cfg.trainer
+    if trainer.get("max_steps", -1) in (None, 0) or (trainer.get("max_steps", -1) < 0 and trainer.get("max_epochs") is None):
+        raise ConfigError("set trainer.max_steps (>0) or trainer.max_epochs")
+    gen = cfg.task.generation
+    if gen.max_new_tokens <= 0:
+        raise ConfigError(f"task.generation.max_new_tokens={gen.max_new_tokens} must be positive")
+    if gen.num_beams <= 0:
+        raise ConfigError(f"task.generation.num_beams={gen.num_beams} must be positive")

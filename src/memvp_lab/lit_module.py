@@ -1,0 +1,145 @@
+"""The one LightningModule every method trains and evaluates through."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.distributed as dist
+
+from memvp_lab.batch import VLBatch
+from memvp_lab.flops import measure_lm_flops
+from memvp_lab.methods.base import MethodConfig, Schedule
+from memvp_lab.metrics.vqa_score import VQAScore
+from memvp_lab.model import VisionLanguageModel
+
+log = logging.getLogger(__name__)
+
+
+def metric_key(name: str) -> str:
+    """A group name usable inside a metric key (``yes/no`` -> ``yes_no``)."""
+    return name.replace("/", "_").replace(" ", "_")
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: Schedule, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule is Schedule.constant:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule is Schedule.cosine:
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return min_ratio + (1 - min_ratio) * (1 - progress)
+
+
+class VisionLanguageTask(L.LightningModule):
+    """Trains a ``VisionLanguageModel`` on answer generation and scores generated answers.
+
+    Args:
+        model: the model (frozen LM + the method's modules).
+        method: the method config (optimisation settings).
+        question_types: groups reported separately by the VQA score.
+        answer_types: answer-type groups reported separately.
+        generation: ``max_new_tokens`` and ``num_beams``.
+        flops_samples: test samples whose LM FLOPs are measured.
+        predictions_dir: where ``predictions_<split>.json`` is written (rank 0).
+    """
+
+    def __init__(self, model: VisionLanguageModel, method: MethodConfig, question_types: Sequence[str],
+                 answer_types: Sequence[str], generation: dict, flops_samples: int,
+                 predictions_dir: str | None) -> None:
+        super().__init__()
+        self.model = model
+        self.method = method
+        self.generation = dict(generation)
+        self.flops_samples = flops_samples
+        self.predictions_dir = Path(predictions_dir) if predictions_dir else None
+        self.question_types = list(question_types)
+        self.metrics = torch.nn.ModuleDict({
+            f"{split}_{kind}": VQAScore(groups=groups)
+            for split in ("val", "test") for kind, groups in (("qtype", question_types), ("atype", answer_types))
+        })
+        self.lm_flops_per_sample: float | None = None
+        self._predictions: list[dict] = []
+        self._flops_batch: VLBatch | None = None
+        # Pretrained models load in eval mode; as in any PEFT run, the frozen LM's own dropout is
+        # active while training (Lightning switches to eval for evaluation and back).
+        self.train()
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: VLBatch, batch_idx: int) -> torch.Tensor:
+        per_sample = self.model(batch)
+        loss = (per_sample * batch.weights).mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for _, p in self.model.trainable_named_parameters():
+            (decay if p.ndim >= 2 else no_decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.method.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.method.lr,
+                                      betas=tuple(self.method.betas), eps=self.method.eps)
+        total = int(self.trainer.estimated_stepping_batches)
+        m = self.method
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, m.warmup_steps, total, m.schedule, m.min_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---------------------------------------------------------------- evaluation
+    def _evaluate(self, split: str, batch: VLBatch) -> list[str]:
+        preds = self.model.generate(batch, **self.generation)
+        self.metrics[f"{split}_qtype"].update(preds, batch.answers, batch.groups)
+        self.metrics[f"{split}_atype"].update(preds, batch.answers, batch.answer_types)
+        return preds
+
+    def _log_scores(self, split: str) -> None:
+        by_qtype = self.metrics[f"{split}_qtype"].compute()
+        by_atype = self.metrics[f"{split}_atype"].compute()
+        values = {f"{split}/vqa_score": by_qtype.pop("overall")}
+        by_atype.pop("overall")
+        values.update({f"{split}/vqa_score/{metric_key(k)}": v for k, v in by_qtype.items()})
+        values.update({f"{split}/vqa_score/answer_type/{metric_key(k)}": v for k, v in by_atype.items()})
+        # The metrics are already reduced across processes: no sync_dist.
+        self.log_dict({k: v.float() for k, v in values.items()}, prog_bar=False)
+        self.metrics[f"{split}_qtype"].reset()
+        self.metrics[f"{split}_atype"].reset()
+
+    def validation_step(self, batch: VLBatch, batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._predictions = []
+
+    def test_step(self, batch: VLBatch, batch_idx: int) -> None:
+        if batch_idx == 0:
+            self._flops_batch = batch  # measured after the timed test loop
+        preds = self._evaluate("test", batch)
+        self._predictions.extend({"question_id": q, "answer": a} for q, a in zip(batch.question_ids, preds))
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
+        if self.flops_samples > 0 and self._flops_batch is not None:
+            self.lm_flops_per_sample = measure_lm_flops(self.model, self._flops_batch, self.flops_samples)
+            self.log("flops/lm_gflops_per_sample", self.lm_flops_per_sample / 1e9)
+            self._flops_batch = None
+        predictions = self._predictions
+        if dist.is_available() and dist.is_initialized():
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, predictions)
+            predictions = [p for part in gathered for p in part]
+        # A DistributedSampler pads the last batch with repeats: keep one answer per question.
+        unique = {p["question_id"]: p for p in predictions}
+        if self.predictions_dir is not None and self.trainer.is_global_zero:
+            self.predictions_dir.mkdir(parents=True, exist_ok=True)
+            (self.predictions_dir / "predictions_test.json").write_text(json.dumps(list(unique.values())))

@@ -1,0 +1,57 @@
+"""``results.json``: everything a results table needs about one run."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+PACKAGES = ("memvp_lab", "torch", "transformers", "lightning", "hydra-core", "timm", "torchmetrics", "wandb", "peft")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_state(cwd: Path | None = None) -> dict[str, object]:
+    """The commit of the code that ran and whether the work tree had uncommitted changes."""
+    where = cwd or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return {"sha": None, "dirty": None}
+    return {"sha": sha, "dirty": dirty}
+
+
+def machine() -> dict[str, object]:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+
+
+def write_results(path: Path, metrics: dict[str, float], cfg: DictConfig | None) -> dict:
+    """Writes metrics + environment + resolved config as JSON; returns what was written."""
+    record = {
+        **{k: metrics[k] for k in sorted(metrics)},
+        "versions": package_versions(),
+        "git": git_state(),
+        "machine": machine(),
+        "config": OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.replace(path)
+    return record

@@ -1,0 +1,35 @@
+"""The human-readable summary printed at the end of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from omegaconf import DictConfig
+
+from memvp_lab.lit_module import metric_key
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def format_summary(cfg: DictConfig, metrics: dict[str, float], question_types: Sequence[str]) -> str:
+    """A fixed-width table of the run's headline numbers."""
+    rows = [
+        ("run", f"method={cfg.method.name} backbone={cfg.backbone.name} vision={cfg.vision.name} task={cfg.task.name}"),
+        ("test VQA score", _fmt(metrics.get("test/vqa_score"), ".4f")),
+    ]
+    for q in question_types:
+        rows.append((f"  {q}", _fmt(metrics.get(f"test/vqa_score/{metric_key(q)}"), ".4f")))
+    trainable, total = metrics.get("params/trainable"), metrics.get("params/total")
+    rows += [
+        ("trainable params", f"{int(trainable):,}" if trainable is not None else "n/a"),
+        ("total params", f"{int(total):,}" if total is not None else "n/a"),
+        ("trainable share", _fmt(100 * trainable / total if trainable and total else None, ".3f") + " %"),
+        ("LM GFLOPs / sample", _fmt(metrics.get("flops/lm_gflops_per_sample"), ".3f")),
+        ("train s / step", _fmt(metrics.get("time/train_s_per_step"), ".3f")),
+        ("eval s / batch", _fmt(metrics.get("time/eval_s_per_batch"), ".3f")),
+    ]
+    width = max(len(k) for k, _ in rows)
+    line = "=" * (width + 3 + max(len(v) for _, v in rows))
+    return "\n".join([line, *(f"{k:<{width}} : {v}" for k, v in rows), line])

@@ -1,0 +1,95 @@
+"""Train and evaluate one method on one task: ``python -m memvp_lab.train [overrides]``.
+
+``train(cfg)`` is a plain function (used by tests and sweeps); ``main`` is the thin Hydra entry
+point around it. Every object is built from a ``_target_`` in the composed config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from memvp_lab.callbacks import StepTimer
+from memvp_lab.config.errors import ConfigError
+from memvp_lab.config.schemas import register_schemas
+from memvp_lab.config.validate import validate
+from memvp_lab.lit_module import VisionLanguageTask
+from memvp_lab.loggers import build_loggers, finish_loggers
+from memvp_lab.methods.base import VisualSpec
+from memvp_lab.paths import config_dir
+from memvp_lab.results import write_results
+from memvp_lab.summary import format_summary
+
+log = logging.getLogger(__name__)
+
+register_schemas()
+if not OmegaConf.has_resolver("pid"):
+    # Part of every run folder name: two runs started in the same second never share a folder.
+    OmegaConf.register_new_resolver("pid", lambda: os.getpid())
+
+
+def build(node: DictConfig, *args, **kwargs):
+    """``instantiate`` that lets a ``ConfigError`` from the target through unwrapped."""
+    try:
+        return instantiate(node, *args, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ConfigError):
+            raise err.__cause__ from None
+        raise
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Builds everything from ``cfg``, trains, tests, writes ``results.json``; returns the metrics."""
+    method = build(cfg.method, _convert_="all")
+    visual = VisualSpec(feature_dim=cfg.vision.feature_dim, num_tokens=cfg.vision.num_tokens)
+    validate(cfg, method, visual)
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    L.seed_everything(cfg.seed, workers=True)
+
+    backbone = build(cfg.backbone)
+    model = method.build(backbone, visual)
+    datamodule = build(cfg.task.data, _partial_=True)(backbone=backbone, visual=visual)
+    task = VisionLanguageTask(
+        model, method, question_types=cfg.task.question_types, answer_types=cfg.task.answer_types,
+        generation=OmegaConf.to_container(cfg.task.generation), flops_samples=cfg.flops_samples,
+        predictions_dir=str(out_dir),
+    )
+    timer = StepTimer()
+    loggers = build_loggers(cfg)
+    try:
+        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[timer])
+        trainer.fit(task, datamodule=datamodule)
+        trainer.test(task, datamodule=datamodule, verbose=False)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        counts = model.parameter_counts()
+        metrics.update({"params/trainable": counts["trainable"], "params/total": counts["total"]})
+        metrics.update(timer.summary())
+        for logger in loggers:
+            logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("params/", "time/"))})
+        write_results(out_dir / "results.json", metrics, cfg)
+        log.info("\n%s", format_summary(cfg, metrics, question_types=cfg.task.question_types))
+        log.info("results written to %s", out_dir / "results.json")
+    finally:
+        finish_loggers(loggers)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    return metrics.get(cfg.get("optimized_metric") or "")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The training entry point on tiny models: results, logs, trainability, start-up errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf.errors import ValidationError
+
+from conftest import REPO, make_config, tiny_overrides
+from memvp_lab.config.errors import ConfigError
+from memvp_lab.train import train
+from wandb_records import config_keys, history_keys
+
+REQUIRED = ("test/vqa_score", "params/trainable", "params/total", "flops/lm_gflops_per_sample",
+            "time/train_s_per_step", "time/eval_s_per_batch")
+
+
+def _expected_trainable(d: int, n: int = 64, feature_dim: int = 256, hidden: int = 128) -> int:
+    # shared P_k, P_v (n x d) + projector C -> hidden -> d with biases
+    return 2 * n * d + (feature_dim * hidden + hidden) + (hidden * d + d)
+
+
+@pytest.mark.parametrize("backbone", ["tiny_llama", "tiny_bart", "tiny_t5"])
+def test_train_writes_results(backbone, data_dir, tmp_path):
+    cfg = make_config(tiny_overrides(backbone, data_dir), tmp_path)
+    metrics = train(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    for key in REQUIRED:
+        assert key in results and key in metrics
+    assert 0.0 <= results["test/vqa_score"] <= 1.0
+    assert results["params/trainable"] == _expected_trainable(64)
+    assert results["flops/lm_gflops_per_sample"] > 0
+    assert results["config"]["method"]["n"] == 64
+    assert set(results["versions"]) >= {"torch", "transformers", "lightning", "memvp_lab"}
+    assert "sha" in results["git"]
+    predictions = json.loads((tmp_path / "predictions_test.json").read_text())
+    assert {"question_id", "answer"} == set(predictions[0])
+    csv = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "val/vqa_score" in csv and "train/loss" in csv
+
+
+def test_only_memory_tensors_train(data_dir, tmp_path):
+    """After real optimizer steps, every LM tensor is bit-identical; all memory tensors moved."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from memvp_lab.lit_module import VisionLanguageTask
+    from memvp_lab.methods.base import VisualSpec
+
+    cfg = make_config(tiny_overrides("tiny_llama", data_dir), tmp_path)
+    method = instantiate(cfg.method, _convert_="all")
+    visual = VisualSpec(cfg.vision.feature_dim, cfg.vision.num_tokens)
+    backbone = instantiate(cfg.backbone)
+    model = method.build(backbone, visual)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainable = {n for n, _ in model.trainable_named_parameters()}
+    assert trainable == {"prompting.pos_k", "prompting.pos_v", "prompting.projector.0.weight",
+                         "prompting.projector.0.bias", "prompting.projector.2.weight", "prompting.projector.2.bias"}
+    datamodule = instantiate(cfg.task.data, _partial_=True)(backbone=backbone, visual=visual)
+    task = VisionLanguageTask(model, method, cfg.task.question_types, cfg.task.answer_types,
+                              dict(cfg.task.generation), flops_samples=0, predictions_dir=None)
+    L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              limit_val_batches=0, enable_model_summary=False).fit(task, datamodule=datamodule)
+    after = model.state_dict()
+    for name, tensor in before.items():
+        assert torch.equal(tensor, after[name]) != (name in trainable), name
+
+
+def test_wandb_offline_run_records_metrics(data_dir, tmp_path):
+    cfg = make_config(tiny_overrides("tiny_llama", data_dir, "logger=default"), tmp_path)
+    train(cfg)
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    keys = history_keys(runs[0])
+    for key in ("val/vqa_score", "test/vqa_score", "flops/lm_gflops_per_sample", "params/trainable", "train/loss"):
+        assert key in keys
+    assert {"method", "backbone", "task"} <= config_keys(runs[0])
+    import wandb
+
+    assert wandb.run is None  # finished: the next job of a multirun gets its own run
+
+
+@pytest.mark.parametrize("override, pattern", [
+    ("method.n=abc", r"method\.n"),
+    ("method.ablation=sideways", r"method\.ablation"),
+    ("method.layrs=all", r"layrs"),
+])
+def test_bad_values_fail_at_composition_naming_the_key(override, pattern, data_dir):
+    with pytest.raises((ValidationError, ConfigCompositionException)) as err:
+        make_config(tiny_overrides("tiny_llama", data_dir, override))
+    assert __import__("re").search(pattern, str(err.value) + str(err.value.__cause__))
+
+
+@pytest.mark.parametrize("overrides, pattern", [
+    (["method.n=10"], r"method\.n=10 is smaller than the 49 visual tokens.*method\.n>=49"),
+    (["method.layers=encoder"], r"method\.layers=encoder.*decoder-only"),
+    (["backbone.family=encoder_decoder"], r"backbone\.family"),
+    (["method.dropout=1.5"], r"method\.dropout"),
+])
+def test_bad_combinations_fail_before_building(overrides, pattern, data_dir, tmp_path):
+    cfg = make_config(tiny_overrides("tiny_llama", data_dir, *overrides), tmp_path)
+    with pytest.raises(ConfigError, match=pattern):
+        train(cfg)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_unknown_backbone_lists_the_options(data_dir):
+    with pytest.raises(MissingConfigException, match=r"(?s)backbone.*smollm2_135m"):
+        make_config(tiny_overrides("no_such_model", data_dir))
+
+
+def _cli(args: list[str], cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "memvp_lab.train", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_cli_multirun_sweep_gives_one_folder_per_job(data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = _cli(["-m", *tiny_overrides("tiny_llama", data_dir), "method.lr=1e-3,5e-3", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lrs = sorted(json.loads((sweep / str(i) / "results.json").read_text())["config"]["method"]["lr"] for i in (0, 1))
+    assert lrs == [1e-3, 5e-3]
+
+
+@pytest.mark.slow
+def test_cli_runs_started_together_never_share_a_folder(data_dir, tmp_path):
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    args = [sys.executable, "-m", "memvp_lab.train", *tiny_overrides("tiny_llama", data_dir)]
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    for p in procs:
+        assert p.wait(timeout=600) == 0, p.stderr.read().decode()[-3000:]
+    results = list((tmp_path / "outputs").rglob("results.json"))
+    assert len(results) == 2 and results[0].parent != results[1].parent
+
+
+@pytest.mark.slow
+def test_cli_reports_bad_value_at_startup(data_dir, tmp_path):
+    proc = _cli([*tiny_overrides("tiny_llama", data_dir), "method.n=10"], tmp_path)
+    assert proc.returncode != 0
+    assert "method.n=10 is smaller than the 49 visual tokens" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr or "HYDRA_FULL_ERROR" in proc.stderr
