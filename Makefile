@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml Makefile
 	@touch $@
 
 demo: setup  ## Train + evaluate MemVP on the embedded default (SmolLM2-135M + EfficientNet-Lite0, shapes VQA)
-	$(PY) -m memvp_lab.train hydra.run.dir=outputs/demo
+	$(PY) -m memvp_lab.train hydra.run.dir=outputs/demo/$$(date +%Y-%m-%d_%H-%M-%S)
 
 test: setup  ## Run the whole test suite (fast and slow tiers)
 	$(PY) -m pytest -q

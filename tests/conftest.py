@@ -12,6 +12,7 @@ from omegaconf import DictConfig, open_dict
 
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
 from memvp_lab.config.schemas import register_schemas  # noqa: E402
 from memvp_lab.paths import config_dir  # noqa: E402

@@ -46,3 +46,17 @@ def test_paper_settings_of_method_backbone_pairs():
     assert make_config(["backbone=llama_13b"]).method.n == 400
     smol = make_config([]).method
     assert (smol.n, smol.shared_positions, smol.projector_hidden) == (64, True, 128)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes(experiment):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    method = instantiate(cfg.method, _convert_="all")
+    validate(cfg, method, VisualSpec(cfg.vision.feature_dim, cfg.vision.num_tokens))
+    # Every swept key exists in the composed config.
+    for key in OmegaConf.to_container(cfg.hydra.sweeper.params):
+        assert OmegaConf.select(cfg, key) is not None, key

@@ -41,12 +41,14 @@ class VLBatch:
     def sample(self, i: int) -> VLBatch:
         """Sample ``i`` alone, with its padding removed (used for exact per-sample FLOPs)."""
         keep = self.attention_mask[i].bool()
-        label_keep = self.labels[i] != -100 if self.labels.shape[1] != self.input_ids.shape[1] else keep
+        # Targets are right-padded with -100 (and, decoder-only, the prompt is -100 too): keep
+        # everything up to the last target token.
+        label_len = int((self.labels[i] != -100).nonzero().max()) + 1
         prompt_keep = self.prompt_mask[i].bool()
         return replace(
             self,
             input_ids=self.input_ids[i][keep][None], attention_mask=self.attention_mask[i][keep][None],
-            labels=self.labels[i][label_keep][None],
+            labels=self.labels[i, :label_len][None],
             prompt_ids=self.prompt_ids[i][prompt_keep][None], prompt_mask=self.prompt_mask[i][prompt_keep][None],
             visual=self.visual[i:i + 1], has_image=self.has_image[i:i + 1], weights=self.weights[i:i + 1],
             question_ids=self.question_ids[i:i + 1], answers=self.answers[i:i + 1],

@@ -36,8 +36,8 @@ class VisionLanguageModel(nn.Module):
 
     Args:
         backbone: the loaded language model.
-        prompting: a module with ``context(batch)`` (a context manager active around every
-            language-model call) and ``inputs(batch, ...)`` hooks; see ``MemVPPrompting``.
+        prompting: the method's module; ``prompting.context(batch)`` is a context manager that is
+            active around every language-model call (MemVP binds the batch's visual memory).
         unfreeze: extra language-model parts to train, by structure: ``layer_norms``, ``biases``
             or ``all``.
     """
