@@ -187,3 +187,13 @@ def test_generate_with_beams_expands_memory():
                     prompt_mask=torch.ones_like(ids), visual=_visual(), has_image=torch.ones(2),
                     weights=torch.ones(2))
     assert len(model.generate(batch, max_new_tokens=3, num_beams=3)) == 2
+
+
+def test_layer_range_selects_sites_per_stack():
+    model = memvp_config(first_layer=1, last_layer=2).build(tiny("t5", num_layers=3), VISUAL)
+    assert [s.name for s in model.prompting.sites] == [
+        "encoder.block.1.layer.1.DenseReluDense", "decoder.block.1.layer.2.DenseReluDense"]
+    from memvp_lab.config.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="first_layer=5"):
+        memvp_config(first_layer=5).build(tiny("llama"), VISUAL)

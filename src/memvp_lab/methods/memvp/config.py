@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Optional
 from enum import Enum
 
 from omegaconf import MISSING
@@ -37,6 +38,8 @@ class MemVPConfig(MethodConfig):
     projector_bias: bool = MISSING
     shared_positions: bool = MISSING  # one (P_k, P_v) for all FFNs (LLaMA) or one per FFN (BART/T5)
     layers: LayerSet = MISSING  # which FFNs get memory
+    first_layer: Optional[int] = None  # within each chosen stack, memory in layers [first_layer, last_layer)
+    last_layer: Optional[int] = None
     ablation: Ablation = MISSING  # paper Table 4
     pos_k_init_std: float = MISSING
     pos_v_init_std: float = MISSING
@@ -60,10 +63,11 @@ class MemVPConfig(MethodConfig):
     def build(self, backbone: Backbone, visual: VisualSpec) -> VisionLanguageModel:
         """Attaches visual memory to the backbone's FFNs; only the memory's tensors train."""
         self.validate(visual, backbone.is_encoder_decoder)
-        sites = select_sites(find_ffn_sites(backbone.model), self.layers.value)
+        sites = select_sites(find_ffn_sites(backbone.model), self.layers.value, self.first_layer, self.last_layer)
         if not sites:
             raise ConfigError(
-                f"method.layers={self.layers.value} matched no FFN in backbone={backbone.name} "
+                f"method.layers={self.layers.value} (first_layer={self.first_layer}, last_layer={self.last_layer}) "
+                f"matched no FFN in backbone={backbone.name} "
                 f"({type(backbone.model).__name__}); MemVP knows LLaMA-style SwiGLU MLPs, T5 DenseReluDense "
                 "and BART fc1/fc2 layers"
             )

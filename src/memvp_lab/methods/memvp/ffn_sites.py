@@ -58,8 +58,11 @@ def find_ffn_sites(model: nn.Module) -> list[FFNSite]:
     return sites
 
 
-def select_sites(sites: list[FFNSite], layers: str) -> list[FFNSite]:
-    """Keeps the sites of ``layers`` (``encoder``, ``decoder`` or ``all``)."""
-    if layers == "all":
-        return list(sites)
-    return [s for s in sites if s.stack == layers]
+def select_sites(sites: list[FFNSite], layers: str, first: int | None = None, last: int | None = None) -> list[FFNSite]:
+    """Keeps the sites of ``layers`` (``encoder``, ``decoder`` or ``all``), then, within each
+    stack, those whose index lies in ``[first, last)`` (Python slice bounds; None = open)."""
+    chosen = sites if layers == "all" else [s for s in sites if s.stack == layers]
+    out = []
+    for stack in ("encoder", "decoder"):
+        out += [s for s in chosen if s.stack == stack][first:last]
+    return out
