@@ -12,10 +12,10 @@ from memvp_lab.data.collate import VLCollator
 def _samples():
     return [
         {"question": "What color is the circle?", "target": "red", "weight": 1.0, "answers": ["red"] * 10,
-         "group": "color", "answer_type": "other", "question_id": 1, "visual": np.zeros((8, 32), np.float16),
+         "group": "color", "answer_type": "other", "question_id": 1, "index": 0, "visual": np.zeros((8, 32), np.float16),
          "has_image": 1.0},
         {"question": "How many?", "target": "2", "weight": 0.6, "answers": ["2"] * 10,
-         "group": "count", "answer_type": "number", "question_id": 2, "visual": np.ones((8, 32), np.float16),
+         "group": "count", "answer_type": "number", "question_id": 2, "index": 1, "visual": np.ones((8, 32), np.float16),
          "has_image": 1.0},
     ]
 

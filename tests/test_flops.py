@@ -41,7 +41,7 @@ def _batch(prompt_len: int, target_len: int, encoder_decoder: bool) -> VLBatch:
         labels = torch.cat([torch.full_like(prompt, -100), target], dim=1)
     return VLBatch(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, prompt_ids=prompt,
                    prompt_mask=torch.ones_like(prompt), visual=torch.randn(1, VISUAL.num_tokens, VISUAL.feature_dim),
-                   has_image=torch.ones(1), weights=torch.ones(1))
+                   has_image=torch.ones(1), weights=torch.ones(1), indices=torch.zeros(1, dtype=torch.long))
 
 
 @pytest.mark.parametrize("arch, layers", [("llama", "all"), ("bart", "encoder"), ("t5", "all")])
@@ -73,7 +73,7 @@ def test_per_sample_flops_ignore_padding():
     batch = VLBatch(input_ids=torch.cat([a.input_ids, padded_b]), attention_mask=torch.cat([a.attention_mask, mask_b]),
                     labels=torch.cat([a.labels, labels_b]), prompt_ids=torch.cat([a.prompt_ids, prompt_b]),
                     prompt_mask=torch.cat([a.prompt_mask, prompt_mask_b]), visual=torch.cat([a.visual, b.visual]),
-                    has_image=torch.ones(2), weights=torch.ones(2))
+                    has_image=torch.ones(2), weights=torch.ones(2), indices=torch.arange(2))
     memory = MemorySpec(slots=16, decoder_sites=2)
     expected = (analytic_lm_flops(backbone.model.config, 9, 3, memory)
                 + analytic_lm_flops(backbone.model.config, 5, 2, memory)) / 2

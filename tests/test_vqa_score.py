@@ -61,6 +61,17 @@ def test_metric_groups_and_merge():
         assert torch.allclose(merged[k], out[k])
 
 
+def test_repeated_samples_count_once():
+    """A distributed sampler pads shards with repeats; each dataset index counts once."""
+    metric = VQAScore(groups=["color"])
+    metric.update(["red", "blue"], [["red"] * 10, ["red"] * 10], ["color", "color"], indices=[0, 1])
+    metric.update(["red"], [["red"] * 10], ["color"], indices=[0])  # padding repeat of sample 0
+    assert metric.compute()["overall"].item() == pytest.approx(0.5)
+    unindexed = VQAScore()
+    unindexed.update(["red", "red"], [["red"] * 10, ["blue"] * 10])
+    assert unindexed.compute()["overall"].item() == pytest.approx(0.5)
+
+
 def test_empty_references_rejected():
     with pytest.raises(ValueError):
         vqa_score("red", [])

@@ -19,6 +19,7 @@ class VLBatch:
     Attributes:
         visual: (B, m, C) visual features; ``has_image``: (B,) 1.0 / 0.0.
         weights: (B,) loss weight per sample (the VQA soft score of the sampled answer).
+        indices: (B,) the samples' positions in their dataset (metrics count each once).
         question_ids, answers, groups, answer_types: evaluation metadata (not moved to devices).
     """
 
@@ -30,6 +31,7 @@ class VLBatch:
     visual: torch.Tensor
     has_image: torch.Tensor
     weights: torch.Tensor
+    indices: torch.Tensor
     question_ids: list = field(default_factory=list)
     answers: list[list[str]] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
@@ -51,6 +53,7 @@ class VLBatch:
             labels=self.labels[i, :label_len][None],
             prompt_ids=self.prompt_ids[i][prompt_keep][None], prompt_mask=self.prompt_mask[i][prompt_keep][None],
             visual=self.visual[i:i + 1], has_image=self.has_image[i:i + 1], weights=self.weights[i:i + 1],
+            indices=self.indices[i:i + 1],
             question_ids=self.question_ids[i:i + 1], answers=self.answers[i:i + 1],
             groups=self.groups[i:i + 1], answer_types=self.answer_types[i:i + 1],
         )

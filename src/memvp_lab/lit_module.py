@@ -60,7 +60,6 @@ class VisionLanguageTask(L.LightningModule):
         self.generation = dict(generation)
         self.flops_samples = flops_samples
         self.predictions_dir = Path(predictions_dir) if predictions_dir else None
-        self.question_types = list(question_types)
         self.metrics = torch.nn.ModuleDict({
             f"{split}_{kind}": VQAScore(groups=groups)
             for split in ("val", "test") for kind, groups in (("qtype", question_types), ("atype", answer_types))
@@ -96,8 +95,8 @@ class VisionLanguageTask(L.LightningModule):
     # ---------------------------------------------------------------- evaluation
     def _evaluate(self, split: str, batch: VLBatch) -> list[str]:
         preds = self.model.generate(batch, **self.generation)
-        self.metrics[f"{split}_qtype"].update(preds, batch.answers, batch.groups)
-        self.metrics[f"{split}_atype"].update(preds, batch.answers, batch.answer_types)
+        self.metrics[f"{split}_qtype"].update(preds, batch.answers, batch.groups, batch.indices)
+        self.metrics[f"{split}_atype"].update(preds, batch.answers, batch.answer_types, batch.indices)
         return preds
 
     def _log_scores(self, split: str) -> None:

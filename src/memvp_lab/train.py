@@ -77,9 +77,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(timer.summary())
         for logger in loggers:
             logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("params/", "time/"))})
-        write_results(out_dir / "results.json", metrics, cfg)
-        log.info("\n%s", format_summary(cfg, metrics, question_types=cfg.task.question_types))
-        log.info("results written to %s", out_dir / "results.json")
+        if trainer.is_global_zero:  # every DDP rank runs train(); one writes the run's files
+            write_results(out_dir / "results.json", metrics, cfg)
+            log.info("\n%s", format_summary(cfg, metrics, question_types=cfg.task.question_types))
+            log.info("results written to %s", out_dir / "results.json")
     finally:
         finish_loggers(loggers)
     return metrics

@@ -69,6 +69,7 @@ class VLCollator:
             visual=torch.from_numpy(np.stack([s["visual"] for s in samples])).float(),
             has_image=torch.tensor([s["has_image"] for s in samples], dtype=torch.float32),
             weights=torch.tensor([s["weight"] for s in samples], dtype=torch.float32),
+            indices=torch.tensor([s["index"] for s in samples], dtype=torch.long),
             question_ids=[s["question_id"] for s in samples], answers=[s["answers"] for s in samples],
             groups=[s["group"] for s in samples], answer_types=[s["answer_type"] for s in samples],
         )

@@ -116,7 +116,7 @@ class VQADataset(Dataset):
             weight = 1.0
         visual = self.features.get(e["img_id"])
         return {
-            "question_id": e["question_id"], "img_id": e["img_id"], "question": e["sent"],
+            "index": i, "question_id": e["question_id"], "img_id": e["img_id"], "question": e["sent"],
             "target": answer, "weight": weight,
             "answers": self.references[e["question_id"]] if self.references is not None else [answer],
             "group": e.get("question_type", ""), "answer_type": e.get("answer_type", ""),

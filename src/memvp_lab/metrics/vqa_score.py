@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 # Contractions written without (some of) their apostrophes, as the official table lists them.
 _CONTRACTION_PAIRS = """
@@ -103,9 +104,10 @@ def vqa_score(prediction: str, answers: Sequence[str]) -> float:
 class VQAScore(Metric):
     """Mean official VQA accuracy, overall and per group (question type, answer type, ...).
 
-    ``update`` takes predictions, their reference answers and optional group names; the sums and
-    counts are tensors reduced with ``sum`` across processes, so under DDP every question is
-    counted exactly once however the samples were sharded.
+    ``update`` takes predictions, their reference answers, optional group names and the
+    samples' dataset indices. Per-sample scores are gathered from all processes at ``compute``
+    and each dataset index counts once: the repeats a distributed sampler adds to even out the
+    shards do not count twice. Samples updated without indices are always counted.
 
     Args:
         groups: the group names reported separately (e.g. the question types); a sample whose
@@ -118,28 +120,37 @@ class VQAScore(Metric):
     def __init__(self, groups: Sequence[str] = (), **kwargs) -> None:
         super().__init__(**kwargs)
         self.groups = tuple(groups)
-        self.add_state("score_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("group_sum", default=torch.zeros(len(self.groups), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("group_count", default=torch.zeros(len(self.groups), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("sample_index", default=[], dist_reduce_fx="cat")
+        self.add_state("score", default=[], dist_reduce_fx="cat")
+        self.add_state("group", default=[], dist_reduce_fx="cat")
 
     def update(self, predictions: Sequence[str], answers: Sequence[Sequence[str]],
-               groups: Sequence[str] | None = None) -> None:
+               groups: Sequence[str] | None = None, indices: Sequence[int] | torch.Tensor | None = None) -> None:
         if len(predictions) != len(answers):
             raise ValueError(f"{len(predictions)} predictions but {len(answers)} answer lists")
-        index = {g: i for i, g in enumerate(self.groups)}
-        for k, (pred, refs) in enumerate(zip(predictions, answers)):
-            s = vqa_score(pred, refs)
-            self.score_sum += s
-            self.count += 1
-            if groups is not None and groups[k] in index:
-                self.group_sum[index[groups[k]]] += s
-                self.group_count[index[groups[k]]] += 1
+        lookup = {g: i for i, g in enumerate(self.groups)}
+        n = len(predictions)
+        self.score.append(torch.tensor([vqa_score(p, r) for p, r in zip(predictions, answers)],
+                                       dtype=torch.float64, device=self.device))
+        group_ids = [lookup.get(g, -1) for g in groups] if groups is not None else [-1] * n
+        self.group.append(torch.tensor(group_ids, dtype=torch.long, device=self.device))
+        index = torch.as_tensor(indices, dtype=torch.long) if indices is not None else torch.full((n,), -1)
+        self.sample_index.append(index.to(self.device))
 
     def compute(self) -> dict[str, torch.Tensor]:
         """Returns ``{"overall": ..., <group>: ...}``; groups without samples are left out."""
-        out = {"overall": self.score_sum / self.count.clamp(min=1)}
+        index, score, group = (dim_zero_cat(x) if isinstance(x, list) else x
+                               for x in (self.sample_index, self.score, self.group))
+        keep = index < 0  # samples without an index always count
+        if not keep.all():  # of each dataset index, only its first occurrence counts
+            unique, inverse = torch.unique(index, return_inverse=True)
+            order = torch.arange(len(index), device=index.device)
+            first = torch.full((len(unique),), len(index), device=index.device).scatter_reduce(
+                0, inverse, order, reduce="amin")
+            keep[first] = True
+        score, group = score[keep], group[keep]
+        out = {"overall": score.mean() if len(score) else torch.tensor(0.0, dtype=torch.float64)}
         for i, g in enumerate(self.groups):
-            if self.group_count[i] > 0:
-                out[g] = self.group_sum[i] / self.group_count[i]
+            if (group == i).any():
+                out[g] = score[group == i].mean()
         return out
