@@ -178,15 +178,26 @@ def test_blocking_no_slot_changes_nothing_and_observer_sees_scores():
 
 
 def test_generate_with_beams_expands_memory():
-    backbone = tiny("bart")
-    model = memvp_config(layers="encoder").build(backbone, VISUAL).eval()
+    """Beam search repeats each sample; every beam must read its own sample's memory."""
     from memvp_lab.batch import VLBatch
 
+    model = memvp_config(scale=5.0).build(tiny("llama"), VISUAL).eval()
     ids = torch.randint(5, 200, (2, 6))
-    batch = VLBatch(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids, prompt_ids=ids,
-                    prompt_mask=torch.ones_like(ids), visual=_visual(), has_image=torch.ones(2),
-                    weights=torch.ones(2))
-    assert len(model.generate(batch, max_new_tokens=3, num_beams=3)) == 2
+    visual = _visual()
+
+    def batch(rows):
+        n = len(rows)
+        return VLBatch(input_ids=ids[rows], attention_mask=torch.ones(n, 6, dtype=torch.long), labels=ids[rows],
+                       prompt_ids=ids[rows], prompt_mask=torch.ones(n, 6, dtype=torch.long), visual=visual[rows],
+                       has_image=torch.ones(n), weights=torch.ones(n), indices=torch.tensor(rows))
+
+    together = model.generate(batch([0, 1]), max_new_tokens=4, num_beams=3)
+    alone = [model.generate(batch([i]), max_new_tokens=4, num_beams=3)[0] for i in (0, 1)]
+    assert together == alone
+    blocked = torch.zeros(2, model.prompting.num_slots, dtype=torch.bool)
+    with torch.no_grad(), model.prompting.bind(visual, blocked=blocked):  # the mask is repeated too
+        model.lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, num_beams=2,
+                          do_sample=False, pad_token_id=0)
 
 
 def test_layer_range_selects_sites_per_stack():

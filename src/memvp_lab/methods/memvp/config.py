@@ -13,7 +13,7 @@ from memvp_lab.backbones.base import Backbone
 from memvp_lab.config.errors import ConfigError
 from memvp_lab.methods.base import MethodConfig, VisualSpec
 from memvp_lab.methods.memvp.ffn_sites import find_ffn_sites, select_sites
-from memvp_lab.methods.memvp.memory import Ablation, VisualMemory
+from memvp_lab.methods.memvp.memory import Ablation, VisualMemory, min_slots
 from memvp_lab.model import VisionLanguageModel
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ class MemVPConfig(MethodConfig):
 
     def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
         """Raises ``ConfigError`` naming the key to change."""
-        needed = 1 if self.ablation is Ablation.global_feature else visual.num_tokens
-        if self.ablation not in (Ablation.no_visual, Ablation.concat_position) and self.n < needed:
+        needed = min_slots(self.ablation, visual.num_tokens)
+        if self.n < needed:
             raise ConfigError(
                 f"method.n={self.n} is smaller than the {needed} visual tokens of the vision encoder; "
                 f"set method.n>={needed}"

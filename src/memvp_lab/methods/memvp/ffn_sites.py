@@ -29,7 +29,6 @@ class FFNSite:
         input_module: receives the FFN input ``u`` as its first positional argument.
         output_module: the memory term is added to its output.
         activation: the FFN's own activation (SiLU for SwiGLU, GELU for BART, ReLU / GELU for T5).
-        kind: ``standard`` or ``glu``.
     """
 
     name: str
@@ -37,7 +36,6 @@ class FFNSite:
     input_module: nn.Module
     output_module: nn.Module
     activation: Callable[[torch.Tensor], torch.Tensor]
-    kind: str
 
 
 def _stack_of(name: str) -> str:
@@ -49,12 +47,11 @@ def find_ffn_sites(model: nn.Module) -> list[FFNSite]:
     sites: list[FFNSite] = []
     for name, module in model.named_modules():
         if all(hasattr(module, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")):
-            sites.append(FFNSite(name, _stack_of(name), module, module, module.act_fn, "glu"))
+            sites.append(FFNSite(name, _stack_of(name), module, module, module.act_fn))
         elif hasattr(module, "wo") and hasattr(module, "act") and (hasattr(module, "wi") or hasattr(module, "wi_0")):
-            kind = "glu" if hasattr(module, "wi_0") else "standard"
-            sites.append(FFNSite(name, _stack_of(name), module, module, module.act, kind))
+            sites.append(FFNSite(name, _stack_of(name), module, module, module.act))
         elif all(hasattr(module, a) for a in ("fc1", "fc2", "activation_fn")):
-            sites.append(FFNSite(name, _stack_of(name), module.fc1, module.fc2, module.activation_fn, "standard"))
+            sites.append(FFNSite(name, _stack_of(name), module.fc1, module.fc2, module.activation_fn))
     return sites
 
 

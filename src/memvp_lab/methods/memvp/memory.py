@@ -43,6 +43,13 @@ class Ablation(str, Enum):
     values_only = "values_only"  # visual prompts in the values only (K = P_k)
 
 
+def min_slots(ablation: Ablation, num_visual_tokens: int) -> int:
+    """The smallest n that holds the visual prompts (they are zero-padded to n, not cut)."""
+    if ablation in (Ablation.no_visual, Ablation.concat_position):
+        return 1  # no visual prompts in the padded slots
+    return 1 if ablation is Ablation.global_feature else num_visual_tokens
+
+
 # Observer of retrieval weights: (site index, act(u K^T) of shape (B, L, slots)).
 ScoreObserver = Callable[[int, torch.Tensor], None]
 
@@ -51,12 +58,23 @@ ScoreObserver = Callable[[int, torch.Tensor], None]
 class _Bound:
     """The memory of one bound call; discarded when the call ends."""
 
-    prompts: torch.Tensor | None  # (B, slots, d) visual part of the entries, or None
+    prompts: torch.Tensor | None  # (B, tokens, d) visual part of the entries, or None
     observer: ScoreObserver | None
     blocked: torch.Tensor | None  # (B, slots) bool: entries whose activation is forced to 0
-    keys: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
-    values: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+    # (position index, batch size) -> (keys, values); batch size -> (prompts, blocked) repeated
+    # for generate()'s beams, which repeat each sample contiguously.
+    entries: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    expanded: dict[int, tuple[torch.Tensor | None, torch.Tensor | None]] = field(default_factory=dict)
     pending: dict[int, torch.Tensor] = field(default_factory=dict)  # FFN inputs awaiting the output
+
+    def for_batch(self, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Prompts and blocked-entry mask for a call whose batch is ``batch`` rows."""
+        if batch not in self.expanded:
+            def repeat(t):
+                return t if t is None or t.shape[0] == batch else t.repeat_interleave(batch // t.shape[0], dim=0)
+
+            self.expanded[batch] = (repeat(self.prompts), repeat(self.blocked))
+        return self.expanded[batch]
 
 
 class VisualMemory(nn.Module):
@@ -86,9 +104,9 @@ class VisualMemory(nn.Module):
         if not sites:
             raise ValueError("VisualMemory needs at least one FFN site")
         self.ablation = Ablation(ablation)
-        visual_slots = 1 if self.ablation is Ablation.global_feature else num_visual_tokens
-        if self.ablation not in (Ablation.no_visual, Ablation.concat_position) and n < visual_slots:
-            raise ValueError(f"n={n} memory slots cannot hold {visual_slots} visual tokens")
+        if n < min_slots(self.ablation, num_visual_tokens):
+            raise ValueError(f"n={n} memory slots cannot hold the visual prompts "
+                             f"({min_slots(self.ablation, num_visual_tokens)} needed)")
         self.n, self.lam, self.scale, self.dropout = n, lam, scale, dropout
         self.num_visual_tokens = num_visual_tokens
         self.shared_positions = shared_positions
@@ -195,19 +213,16 @@ class VisualMemory(nn.Module):
         return F.pad(prompts, (0, 0, 0, pad)) + pos
 
     def _kv(self, index: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of FFN ``index`` for a call of ``batch`` rows (cached per bind)."""
         bound = self._bound
         p = 0 if self.shared_positions else index
-        key = (p, batch)
-        if key not in bound.keys:
-            prompts = bound.prompts
-            if prompts is not None and prompts.shape[0] != batch:
-                # generate() with beams (or several sequences) repeats each sample contiguously.
-                prompts = prompts.repeat_interleave(batch // prompts.shape[0], dim=0)
-            keys_visual = self.ablation is not Ablation.values_only
-            values_visual = self.ablation is not Ablation.keys_only
-            bound.keys[key] = self._entries(self.pos_k[p], prompts, keys_visual)
-            bound.values[key] = self._entries(self.pos_v[p], prompts, values_visual)
-        return bound.keys[key], bound.values[key]
+        if (p, batch) not in bound.entries:
+            prompts, _ = bound.for_batch(batch)
+            bound.entries[(p, batch)] = (
+                self._entries(self.pos_k[p], prompts, self.ablation is not Ablation.values_only),
+                self._entries(self.pos_v[p], prompts, self.ablation is not Ablation.keys_only),
+            )
+        return bound.entries[(p, batch)]
 
     def _retrieve(self, index: int, site: FFNSite, u: torch.Tensor) -> torch.Tensor:
         keys, values = self._kv(index, u.shape[0])
@@ -215,8 +230,9 @@ class VisualMemory(nn.Module):
         bound = self._bound
         if bound.observer is not None:
             bound.observer(index, scores)
-        if bound.blocked is not None:
-            scores = scores.masked_fill(bound.blocked.unsqueeze(1), 0.0)
+        _, blocked = bound.for_batch(u.shape[0])
+        if blocked is not None:
+            scores = scores.masked_fill(blocked.unsqueeze(1), 0.0)
         scores = F.dropout(scores, self.dropout, self.training)
         return self.scale * torch.matmul(scores, values.to(u.dtype))
 
