@@ -1,3 +1,3 @@
-"""memvp_lab: memory-space visual prompting (MemVP) and its baselines, side by side."""
+"""memvp_lab: memory-space visual prompting (MemVP) for vision-language fine-tuning."""
 
 __version__ = "0.1.0"

@@ -1,9 +1,8 @@
 """A frozen language model plus a method's trainable modules, as one ``nn.Module``.
 
-Every method plugs in through a *prompting* module that decides how visual features reach the
-language model: memory-space (MemVP binds visual memory to the FFNs for the duration of a
-call) or input-space (visual tokens joined to the text embeddings). Training and generation are
-the same code for all methods.
+A method plugs in through a *prompting* module that decides how visual features reach the
+language model; MemVP's binds visual memory to the FFNs for the duration of each call. The
+training loss and generation are written once here, for every method.
 """
 
 from __future__ import annotations
@@ -46,12 +45,13 @@ class VisionLanguageModel(nn.Module):
         super().__init__()
         self.lm = backbone.model
         self.prompting = prompting
-        self.backbone_name = backbone.name
         self.tokenizer = backbone.tokenizer
         self.is_encoder_decoder = backbone.is_encoder_decoder
         self.lm.requires_grad_(False)
         self.prompting.requires_grad_(True)
-        self.unfrozen = self._unfreeze(unfreeze)
+        unfrozen = self._unfreeze(unfreeze)
+        if unfrozen:
+            log.info("also training %d LM tensors: %s ...", len(unfrozen), ", ".join(unfrozen[:3]))
 
     def _unfreeze(self, parts: Iterable[str]) -> list[str]:
         names: list[str] = []
@@ -91,7 +91,10 @@ class VisionLanguageModel(nn.Module):
         """Per-sample mean token cross-entropy of the targets, shape (B,)."""
         with self._context(batch):
             if self.is_encoder_decoder:
-                out = self.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels)
+                # decoder_input_ids rather than labels: the model would also compute a loss we discard
+                decoder_input_ids = self.lm.prepare_decoder_input_ids_from_labels(labels=batch.labels)
+                out = self.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                              decoder_input_ids=decoder_input_ids)
                 logits, targets = out.logits, batch.labels
                 mask = targets != -100
                 token_loss = F.cross_entropy(logits[mask], targets[mask], reduction="none")

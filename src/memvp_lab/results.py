@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-PACKAGES = ("memvp_lab", "torch", "transformers", "lightning", "hydra-core", "timm", "torchmetrics", "wandb", "peft")
+PACKAGES = ("memvp_lab", "torch", "transformers", "lightning", "hydra-core", "timm", "torchmetrics", "wandb")
 
 
 def package_versions() -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -50,10 +49,6 @@ class Backbone:
     def hidden_size(self) -> int:
         cfg = self.model.config
         return int(getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model"))
-
-    def body(self) -> nn.Module:
-        """The transformer without the LM head (``LlamaModel``, ``BartModel``, ``T5Model``-like)."""
-        return self.model.base_model
 
 
 def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:

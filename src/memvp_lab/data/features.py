@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
+from filelock import FileLock
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -45,6 +46,12 @@ class FeatureStore:
         self._file: h5py.File | None = None
         self._cache: dict[str, np.ndarray] = {}
 
+    def _handle(self) -> h5py.File:
+        """The consolidated file, opened on first use (so each DataLoader worker opens its own)."""
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        return self._file
+
     def _file_for(self, img_id: str) -> Path:
         return self.path if self.consolidated else self.path / f"{img_id}.h5"
 
@@ -52,9 +59,7 @@ class FeatureStore:
         file = self._file_for(img_id)
         try:
             if self.consolidated:
-                if self._file is None:  # opened lazily so each DataLoader worker has its own handle
-                    self._file = h5py.File(self.path, "r")
-                dataset = self._file.get(f"{img_id}/features")
+                dataset = self._handle().get(f"{img_id}/features")
                 if dataset is None:
                     raise FeatureError(f"no features for image id {img_id!r} in {file}")
                 array = dataset[()]
@@ -79,9 +84,7 @@ class FeatureStore:
         if img_id in self._cache:
             return True
         if self.consolidated:
-            if self._file is None:
-                self._file = h5py.File(self.path, "r")
-            return f"{img_id}/features" in self._file
+            return f"{img_id}/features" in self._handle()
         return self._file_for(img_id).exists()
 
     def preload(self, img_ids: Iterable[str]) -> None:
@@ -89,6 +92,7 @@ class FeatureStore:
         for img_id in sorted(set(img_ids)):
             if img_id not in self._cache:
                 self._cache[img_id] = self._read(img_id)
+        self.close()  # every later read is served from memory
 
     def get(self, img_id: str) -> np.ndarray:
         cached = self._cache.get(img_id)
@@ -128,28 +132,34 @@ def _traced(encoder: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
 
 
 def extract_features(
-    encoder: torch.nn.Module,
+    encoder: torch.nn.Module | Callable[[], torch.nn.Module],
     image_paths: dict[str, Path],
     out_file: Path,
-    image_size: int,
     batch_size: int = 32,
     trace: bool = True,
 ) -> Path:
     """Extracts grid features of every image into one consolidated HDF5 file, resumably.
 
     Images whose id is already in ``out_file`` are skipped, so an interrupted run continues
-    where it stopped. Features are stored as float16 ``/<img_id>/features`` (tokens, dim).
+    where it stopped (and a complete file costs one look-up). Features are stored as float16
+    ``/<img_id>/features`` (tokens, dim). Processes sharing ``out_file`` take turns.
+
+    Args:
+        encoder: a ``GridEncoder`` (images are resized to its ``image_size``), or a function
+            building one (called only if an image is missing).
     """
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(out_file, "a") as f:
+    with FileLock(str(out_file) + ".lock"), h5py.File(out_file, "a") as f:
         todo = [i for i in sorted(image_paths) if f"{i}/features" not in f]
         if not todo:
             return out_file
         log.info("extracting features of %d images into %s", len(todo), out_file)
+        if not isinstance(encoder, torch.nn.Module):
+            encoder = encoder()
         run = None
         for start in tqdm(range(0, len(todo), batch_size), desc="features", unit="batch"):
             ids = todo[start:start + batch_size]
-            images = torch.stack([load_image(image_paths[i], image_size) for i in ids])
+            images = torch.stack([load_image(image_paths[i], encoder.image_size) for i in ids])
             with torch.inference_mode():
                 if run is None:
                     run = _traced(encoder, images) if trace else encoder

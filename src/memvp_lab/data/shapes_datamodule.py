@@ -31,17 +31,14 @@ class ShapesVQADataModule(VQADataModule):
                                              image_size=int(vision.image_size))
         self.vision_cfg = vision
         self.extract_batch_size = extract_batch_size
+        self._prepared = False
         super().__init__(root=str(Path(data_dir) / self.spec.dirname()), **kwargs)
 
     def prepare_data(self) -> None:
+        if self._prepared:  # Lightning calls this before fit and again before test
+            return
         root = shapes_vqa.generate(self.root.parent, self.spec)
-        out = root / self.features_path
         images = {p.stem: p for p in sorted((root / "images").glob("*.jpg"))}
-        if out.exists():
-            store = self._store()
-            if all(i in store for i in images):
-                store.close()
-                return
-            store.close()
-        encoder = instantiate(self.vision_cfg.encoder)
-        extract_features(encoder, images, out, self.spec.image_size, batch_size=self.extract_batch_size)
+        extract_features(lambda: instantiate(self.vision_cfg.encoder), images, root / self.features_path,
+                         batch_size=self.extract_batch_size)
+        self._prepared = True

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from PIL import Image, ImageDraw
 
 log = logging.getLogger(__name__)
@@ -208,19 +211,34 @@ def _balanced(candidates: list[dict], per_type: int, rng: random.Random) -> list
 
 
 def generate(root: Path, spec: ShapesVQASpec) -> Path:
-    """Writes the dataset under ``root / spec.dirname()`` unless it is already complete.
+    """Writes the dataset to ``root / spec.dirname()`` unless it is already there.
 
     Returns:
         The dataset directory.
     """
-    out = Path(root) / spec.dirname()
-    meta_path = out / "meta.json"
-    if meta_path.exists():
-        return out
+    final = Path(root) / spec.dirname()
+    if (final / "meta.json").exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Runs started together generate once; the dataset appears under its name only when complete.
+    with FileLock(str(final) + ".lock"):
+        if not (final / "meta.json").exists():
+            out = final.with_name(final.name + f".tmp{os.getpid()}")
+            shutil.rmtree(out, ignore_errors=True)
+            try:
+                _write(out, spec)
+                shutil.rmtree(final, ignore_errors=True)
+                out.rename(final)
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+    return final
+
+
+def _write(out: Path, spec: ShapesVQASpec) -> None:
     rng = random.Random(spec.seed)
     images_dir = out / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
-    (out / "vqa").mkdir(exist_ok=True)
+    images_dir.mkdir(parents=True)
+    (out / "vqa").mkdir()
 
     splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
     annotations: list[dict] = []
@@ -268,7 +286,5 @@ def generate(root: Path, spec: ShapesVQASpec) -> Path:
         (out / "vqa" / f"karpathy_{split}.json").write_text(json.dumps(entries))
     (out / "vqa" / "annotations.json").write_text(json.dumps({"annotations": annotations}))
     counts = {s: len(v) for s, v in splits.items()}
-    # meta.json is written last: its presence marks a complete dataset.
-    meta_path.write_text(json.dumps({"spec": asdict(spec), "questions": counts}, indent=2))
-    log.info("shapes_vqa written to %s: %s questions", out, counts)
-    return out
+    (out / "meta.json").write_text(json.dumps({"spec": asdict(spec), "questions": counts}, indent=2))
+    log.info("shapes_vqa generated: %s questions", counts)

@@ -48,6 +48,7 @@ class VQADataModule(L.LightningDataModule):
         self.visual = visual
         self.collate = VLCollator(backbone, prompt, max_prompt_tokens, max_target_tokens)
         self.datasets: dict[str, object] = {}
+        self._store_in_use: FeatureStore | None = None
 
     def _store(self) -> FeatureStore:
         return FeatureStore(self.root / self.features_path, self.visual.num_tokens, self.visual.feature_dim)
@@ -55,7 +56,7 @@ class VQADataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        store = self._store()
+        store = self._store_in_use = self._store()
         refs = load_annotations(self.root / self.annotation_file)
         train = [VQADataset(load_questions(self.root / f), store, None, True, f) for f in self.train_files]
         self.datasets["train"] = train[0] if len(train) == 1 else ConcatDataset(train)
@@ -66,6 +67,10 @@ class VQADataModule(L.LightningDataModule):
             store.preload(ids)
             log.info("preloaded features of %d images", len(set(ids)))
         log.info("data: %s", {k: len(v) for k, v in self.datasets.items()})
+
+    def teardown(self, stage: str | None = None) -> None:
+        if self._store_in_use is not None:
+            self._store_in_use.close()
 
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         return DataLoader(self.datasets[split], batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate,

@@ -16,7 +16,8 @@ class GridEncoder(nn.Module):
         model: a timm model built with ``features_only=True`` (one output index) or a full model
             whose ``forward_features`` gives a (B, C, h, w) map.
         mean, std: the per-channel normalisation the weights expect (images come in [0, 1]).
-        image_size: the square input resolution.
+        image_size: the square input resolution; images are resized to it before encoding.
+        features_only: ``model`` is a timm ``features_only`` model (its last output is used).
     """
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], image_size: int,
