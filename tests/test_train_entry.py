@@ -13,7 +13,7 @@ import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
-from conftest import REPO, make_config, tiny_overrides
+from conftest import TINY_DATA, make_config, tiny_overrides
 from memvp_lab.config.errors import ConfigError
 from memvp_lab.train import train
 from wandb_records import config_keys, history_keys
@@ -149,3 +149,16 @@ def test_cli_reports_bad_value_at_startup(data_dir, tmp_path):
     assert proc.returncode != 0
     assert "method.n=10 is smaller than the 49 visual tokens" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr or "HYDRA_FULL_ERROR" in proc.stderr
+
+
+@pytest.mark.parametrize("method,backbone", [("lora", "tiny_t5"), ("vl_adapter", "tiny_bart"), ("compacter", "tiny_t5"),
+                                             ("vl_pet", "tiny_bart"), ("full_ft", "tiny_llama"),
+                                             ("llava_lora", "tiny_llama")], ids=lambda x: str(x))
+def test_every_method_trains_through_the_entry_point(method, backbone, data_dir, tmp_path):
+    overrides = [f"method={method}", f"backbone={backbone}", "trainer=debug", "logger=csv",
+                 f"paths.data_dir={data_dir}", *TINY_DATA]
+    metrics = train(make_config(overrides, tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["config"]["method"]["name"] == method
+    assert 0 < results["params/trainable"] <= results["params/total"]
+    assert results["flops/lm_gflops_per_sample"] > 0 and 0.0 <= metrics["test/vqa_score"] <= 1.0

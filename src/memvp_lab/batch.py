@@ -17,7 +17,8 @@ class VLBatch:
     ``labels`` the target (decoder); ``prompt_ids`` is ``input_ids``.
 
     Attributes:
-        visual: (B, m, C) visual features; ``has_image``: (B,) 1.0 / 0.0.
+        visual: (B, m, C) visual features; ``has_image``: (B,) 1.0 / 0.0. With ``pixels`` given
+            and an on-the-fly vision encoder, ``visual`` is recomputed from them.
         weights: (B,) loss weight per sample (the VQA soft score of the sampled answer).
         indices: (B,) the samples' positions in their dataset (metrics count each once).
         question_ids, answers, groups, answer_types: evaluation metadata (not moved to devices).
@@ -36,6 +37,7 @@ class VLBatch:
     answers: list[list[str]] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     answer_types: list[str] = field(default_factory=list)
+    pixels: torch.Tensor | None = None  # (B, 3, H, W) images, when the vision encoder runs on the fly
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -52,7 +54,8 @@ class VLBatch:
             input_ids=self.input_ids[i][keep][None], attention_mask=self.attention_mask[i][keep][None],
             labels=self.labels[i, :label_len][None],
             prompt_ids=self.prompt_ids[i][prompt_keep][None], prompt_mask=self.prompt_mask[i][prompt_keep][None],
-            visual=self.visual[i:i + 1], has_image=self.has_image[i:i + 1], weights=self.weights[i:i + 1],
+            visual=self.visual[i:i + 1], pixels=None if self.pixels is None else self.pixels[i:i + 1],
+            has_image=self.has_image[i:i + 1], weights=self.weights[i:i + 1],
             indices=self.indices[i:i + 1],
             question_ids=self.question_ids[i:i + 1], answers=self.answers[i:i + 1],
             groups=self.groups[i:i + 1], answer_types=self.answer_types[i:i + 1],

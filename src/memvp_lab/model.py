@@ -1,15 +1,19 @@
 """A frozen language model plus a method's trainable modules, as one ``nn.Module``.
 
-A method plugs in through a *prompting* module that decides how visual features reach the
-language model; MemVP's binds visual memory to the FFNs for the duration of each call. The
-training loss and generation are written once here, for every method.
+A method plugs in through two parts: a *prompting* module that decides how visual features reach
+the language model (MemVP binds visual memory to the FFNs for the duration of each call;
+input-space methods turn them into extra input tokens), and modules it injected into the language
+model (adapters, LoRA), named so they can be made trainable. The training loss and generation are
+written once here, for every method.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -17,10 +21,12 @@ from torch import nn
 
 from memvp_lab.backbones.base import Backbone
 from memvp_lab.batch import VLBatch
+from memvp_lab.methods.prompting import Prompting
 
 log = logging.getLogger(__name__)
 
 NORM_CLASS_SUFFIXES = ("LayerNorm", "RMSNorm")
+UNFREEZE_PARTS = ("layer_norms", "encoder_layer_norms", "biases", "all")
 
 
 def norm_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -35,20 +41,28 @@ class VisionLanguageModel(nn.Module):
 
     Args:
         backbone: the loaded language model.
-        prompting: the method's module; ``prompting.context(batch)`` is a context manager that is
-            active around every language-model call (MemVP binds the batch's visual memory).
-        unfreeze: extra language-model parts to train, by structure: ``layer_norms``, ``biases``
-            or ``all``.
+        prompting: the method's visual path (see ``Prompting``); all of it trains.
+        injected: dotted paths (inside the language model) of modules the method added to it;
+            all of them train.
+        unfreeze: extra language-model parts to train, by structure: ``layer_norms``,
+            ``encoder_layer_norms``, ``biases`` or ``all``.
+        vision_tower: a vision encoder run on the fly (for methods that train adapters inside
+            it); its own ``requires_grad`` flags are kept. ``None``: features come pre-extracted.
     """
 
-    def __init__(self, backbone: Backbone, prompting: nn.Module, unfreeze: Sequence[str] = ()) -> None:
+    def __init__(self, backbone: Backbone, prompting: Prompting, injected: Sequence[str] = (),
+                 unfreeze: Sequence[str] = (), vision_tower: nn.Module | None = None) -> None:
         super().__init__()
         self.lm = backbone.model
         self.prompting = prompting
+        self.vision_tower = vision_tower
         self.tokenizer = backbone.tokenizer
         self.is_encoder_decoder = backbone.is_encoder_decoder
+        self.injected = tuple(injected)
         self.lm.requires_grad_(False)
         self.prompting.requires_grad_(True)
+        for name in self.injected:
+            self.lm.get_submodule(name).requires_grad_(True)
         unfrozen = self._unfreeze(unfreeze)
         if unfrozen:
             log.info("also training %d LM tensors: %s ...", len(unfrozen), ", ".join(unfrozen[:3]))
@@ -63,6 +77,12 @@ class VisionLanguageModel(nn.Module):
                 for name, module in norm_modules(self.lm):
                     module.requires_grad_(True)
                     names.append(f"lm.{name}")
+            elif part == "encoder_layer_norms":
+                # by name, as VL-PET selects them: encoder modules named *layer_norm* / *layernorm*
+                for name, module in norm_modules(self.lm):
+                    if re.search(r"(^|\.)encoder\.", name) and re.search(r"layer_?norm", name):
+                        module.requires_grad_(True)
+                        names.append(f"lm.{name}")
             elif part == "biases":
                 for name, module in self.lm.named_modules():
                     bias = getattr(module, "bias", None)
@@ -70,7 +90,7 @@ class VisionLanguageModel(nn.Module):
                         bias.requires_grad_(True)
                         names.append(f"lm.{name}.bias")
             else:
-                raise ValueError(f"method.unfreeze entry {part!r}: expected layer_norms, biases or all")
+                raise ValueError(f"method.unfreeze entry {part!r}: expected one of {UNFREEZE_PARTS}")
         return names
 
     # ------------------------------------------------------------------ parameters
@@ -87,21 +107,30 @@ class VisionLanguageModel(nn.Module):
     def _context(self, batch: VLBatch) -> AbstractContextManager:
         return self.prompting.context(batch)
 
+    def _with_visual(self, batch: VLBatch) -> VLBatch:
+        """Runs the on-the-fly vision tower, when there is one, to fill ``batch.visual``."""
+        if self.vision_tower is None or batch.pixels is None:
+            return batch
+        return replace(batch, visual=self.vision_tower(batch.pixels))
+
     def forward(self, batch: VLBatch) -> torch.Tensor:
         """Per-sample mean token cross-entropy of the targets, shape (B,)."""
+        batch = self._with_visual(batch)
         with self._context(batch):
+            inputs, prefix = self.prompting.lm_inputs(self.lm, batch.input_ids, batch.attention_mask, batch,
+                                                      generation=False)
             if self.is_encoder_decoder:
                 # decoder_input_ids rather than labels: the model would also compute a loss we discard
                 decoder_input_ids = self.lm.prepare_decoder_input_ids_from_labels(labels=batch.labels)
-                out = self.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                              decoder_input_ids=decoder_input_ids)
+                out = self.lm(**inputs, decoder_input_ids=decoder_input_ids)
                 logits, targets = out.logits, batch.labels
                 mask = targets != -100
                 token_loss = F.cross_entropy(logits[mask], targets[mask], reduction="none")
                 rows = mask.nonzero()[:, 0]
             else:
-                hidden = self.lm.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-                targets = batch.labels[:, 1:]
+                hidden = self.lm.base_model(**inputs).last_hidden_state
+                labels = F.pad(batch.labels, (prefix, 0), value=-100) if prefix else batch.labels
+                targets = labels[:, 1:]
                 mask = targets != -100
                 # The LM head runs only where a target token is predicted (a 49k-wide projection
                 # per prompt token would cost more than the rest of a small model).
@@ -117,8 +146,10 @@ class VisionLanguageModel(nn.Module):
         """Greedy (or beam) decoding of an answer per sample, special tokens removed."""
         kwargs = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+        batch = self._with_visual(batch)
         with self._context(batch):
-            out = self.lm.generate(input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask, **kwargs)
-        if not self.is_encoder_decoder:
-            out = out[:, batch.prompt_ids.shape[1]:]
+            inputs, _ = self.prompting.lm_inputs(self.lm, batch.prompt_ids, batch.prompt_mask, batch, generation=True)
+            out = self.lm.generate(**inputs, **kwargs)
+        if not self.is_encoder_decoder and "input_ids" in inputs:
+            out = out[:, inputs["input_ids"].shape[1]:]  # from inputs_embeds, only new tokens come back
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]

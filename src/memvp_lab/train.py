@@ -13,17 +13,14 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from memvp_lab.callbacks import StepTimer
-from memvp_lab.config.errors import ConfigError
 from memvp_lab.config.schemas import register_schemas
-from memvp_lab.config.validate import validate
+from memvp_lab.factory import build, build_model, method_and_visual
 from memvp_lab.lit_module import VisionLanguageTask
 from memvp_lab.loggers import build_loggers, finish_loggers
-from memvp_lab.methods.base import VisualSpec
 from memvp_lab.paths import config_dir
 from memvp_lab.results import write_results
 from memvp_lab.summary import format_summary
@@ -36,29 +33,17 @@ if not OmegaConf.has_resolver("pid"):
     OmegaConf.register_new_resolver("pid", lambda: os.getpid())
 
 
-def build(node: DictConfig, *args, **kwargs):
-    """``instantiate`` that lets a ``ConfigError`` from the target through unwrapped."""
-    try:
-        return instantiate(node, *args, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, ConfigError):
-            raise err.__cause__ from None
-        raise
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Builds everything from ``cfg``, trains, tests, writes ``results.json``; returns the metrics."""
-    method = build(cfg.method, _convert_="all")
-    visual = VisualSpec(feature_dim=cfg.vision.feature_dim, num_tokens=cfg.vision.num_tokens)
-    validate(cfg, method, visual)
+    method_and_visual(cfg)  # fails on a bad config before anything is written or loaded
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True)
 
-    backbone = build(cfg.backbone)
-    model = method.build(backbone, visual)
+    built = build_model(cfg)
+    method, visual, backbone, model = built.method, built.visual, built.backbone, built.model
     datamodule = build(cfg.task.data, _partial_=True)(backbone=backbone, visual=visual)
     task = VisionLanguageTask(
         model, method, question_types=cfg.task.question_types, answer_types=cfg.task.answer_types,

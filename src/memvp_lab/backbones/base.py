@@ -40,6 +40,17 @@ class Backbone:
     tokenizer: PreTrainedTokenizerBase
     text: TextFormat
     source: str
+    # For random-weight builds of a hub architecture, whose tokenizer is a small stand-in: the hub
+    # tokenizer's length and its number of <extra_id_*> sentinels. None: read from ``tokenizer``.
+    hub_tokenizer: dict | None = None
+
+    def tokenizer_facts(self) -> tuple[int, int, bool]:
+        """(length, sentinel tokens, whether ``tokenizer`` is the real one)."""
+        if self.hub_tokenizer is not None:
+            return int(self.hub_tokenizer["length"]), int(self.hub_tokenizer["sentinels"]), False
+        vocab = self.tokenizer.get_vocab()
+        sentinels = sum(1 for t in vocab if t.startswith("<extra_id_"))
+        return len(self.tokenizer), sentinels, True
 
     @property
     def is_encoder_decoder(self) -> bool:

@@ -17,6 +17,12 @@ def validate(cfg: DictConfig, method: MethodConfig, visual: VisualSpec) -> None:
         raise ConfigError(f"backbone.family={family!r}: expected one of {FAMILIES}")
     if visual.num_tokens <= 0 or visual.feature_dim <= 0:
         raise ConfigError("vision.num_tokens and vision.feature_dim must be positive")
+    if cfg.vision.get("adapters") and not cfg.task.get("images_on_the_fly", False):
+        raise ConfigError(
+            f"vision={cfg.vision.name} trains adapters inside the vision encoder, which needs images at run "
+            f"time, but task={cfg.task.name} serves pre-extracted features; set vision.adapters=null "
+            "(frozen encoder) or use a task that loads images"
+        )
     if hasattr(method, "validate"):
         method.validate(visual, family == "encoder_decoder")
     trainer = cfg.trainer

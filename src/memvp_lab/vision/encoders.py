@@ -35,6 +35,38 @@ class GridEncoder(nn.Module):
         return fmap.flatten(2).transpose(1, 2).contiguous()
 
 
+class ViTTokenEncoder(nn.Module):
+    """A timm ViT whose patch tokens of block ``layer`` (after the final norm, no class token) are
+    the visual tokens; blocks after ``layer`` are not run. LLaVA and MemVP-LLaMA use CLIP
+    ViT-L/14's penultimate block (``layer=-2``): 256 tokens of width 1024 at 224 px.
+
+    Its weights are frozen; ``adapters`` (see ``memvp_lab.vision.adapters``) are the trainable
+    part when given.
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], image_size: int,
+                 layer: int = -2, adapters: dict | None = None) -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.image_size = image_size
+        self.layer = layer if layer >= 0 else len(model.blocks) + layer
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.adapter_paths: list[str] = []
+        if adapters:
+            from memvp_lab.vision.adapters import add_mlp_adapters
+
+            self.adapter_paths = [f"model.{p}" for p in add_mlp_adapters(self.model, **adapters)]
+            for path in self.adapter_paths:
+                self.get_submodule(path).requires_grad_(True)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - self.mean) / self.std
+        (tokens,) = self.model.forward_intermediates(x, indices=[self.layer], norm=True, stop_early=True,
+                                                     output_fmt="NLC", intermediates_only=True)
+        return tokens
+
+
 def build_grid_encoder(
     timm_name: str,
     weights: str,
@@ -42,7 +74,10 @@ def build_grid_encoder(
     std: Sequence[float],
     image_size: int,
     out_index: int | None = None,
-) -> GridEncoder:
+    vit_layer: int | None = None,
+    adapters: dict | None = None,
+    device: str | None = None,
+) -> nn.Module:
     """Builds a frozen grid encoder.
 
     Args:
@@ -52,11 +87,18 @@ def build_grid_encoder(
         mean, std: input normalisation.
         image_size: square input resolution.
         out_index: take the output of this feature stage instead of the final feature map.
+        vit_layer: for ViTs, the block whose patch tokens are the visual tokens (``-2``: penultimate).
+        adapters: ``{dim, scale, dropout}`` of trainable parallel MLP adapters (ViTs only).
+        device: build on this device (``meta`` counts parameters without allocating them).
     """
     kwargs = {"features_only": True, "out_indices": (out_index,)} if out_index is not None else {}
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), torch.device(device or "cpu"):
         torch.manual_seed(0)  # random weights are the same in every process and every run
         model = timm.create_model(timm_name, pretrained=(weights == "timm"), **kwargs)
+    if vit_layer is not None or adapters:
+        if weights not in ("timm", "random"):
+            raise ValueError(f"vision.encoder.weights={weights!r}: a ViT takes timm or random weights")
+        return ViTTokenEncoder(model, mean, std, image_size, vit_layer if vit_layer is not None else -1, adapters)
     if weights == "efficientnet_lite0_wheel":
         from memvp_lab.vision.efficientnet_lite0 import load_pretrained
 

@@ -60,7 +60,7 @@ class MemVPConfig(MethodConfig):
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"method.dropout={self.dropout} must be in [0, 1)")
 
-    def build(self, backbone: Backbone, visual: VisualSpec) -> VisionLanguageModel:
+    def build(self, backbone: Backbone, visual: VisualSpec, vision_tower=None) -> VisionLanguageModel:
         """Attaches visual memory to the backbone's FFNs; only the memory's tensors train."""
         self.validate(visual, backbone.is_encoder_decoder)
         sites = select_sites(find_ffn_sites(backbone.model), self.layers.value, self.first_layer, self.last_layer)
@@ -79,4 +79,4 @@ class MemVPConfig(MethodConfig):
         )
         log.info("MemVP: visual memory (%d slots) in %d FFNs: %s ... %s", memory.num_slots, len(sites),
                  sites[0].name, sites[-1].name)
-        return VisionLanguageModel(backbone, memory, unfreeze=self.unfreeze)
+        return VisionLanguageModel(backbone, memory, unfreeze=self.unfreeze, vision_tower=vision_tower)

@@ -28,6 +28,7 @@ from torch import nn
 
 from memvp_lab.methods.memvp.ffn_sites import FFNSite
 from memvp_lab.methods.memvp.projector import Projector
+from memvp_lab.methods.prompting import Prompting
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class _Bound:
         return self.expanded[batch]
 
 
-class VisualMemory(nn.Module):
+class VisualMemory(Prompting):
     """Projector, position embeddings and the FFN hooks that append visual memory.
 
     Args:

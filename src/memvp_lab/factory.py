@@ -1,0 +1,55 @@
+"""Builds the model a composed config describes (shared by training, parameter counts and benchmarks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from memvp_lab.backbones.base import Backbone
+from memvp_lab.config.errors import ConfigError
+from memvp_lab.config.validate import validate
+from memvp_lab.methods.base import MethodConfig, VisualSpec
+from memvp_lab.model import VisionLanguageModel
+
+
+def build(node: DictConfig, *args, **kwargs):
+    """``instantiate`` that lets a ``ConfigError`` from the target through unwrapped."""
+    try:
+        return instantiate(node, *args, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ConfigError):
+            raise err.__cause__ from None
+        raise
+
+
+@dataclass
+class Built:
+    method: MethodConfig
+    visual: VisualSpec
+    backbone: Backbone
+    model: VisionLanguageModel
+
+
+def method_and_visual(cfg: DictConfig) -> tuple[MethodConfig, VisualSpec]:
+    """The typed method config and the visual input it gets, validated against ``cfg``."""
+    method = build(cfg.method, _convert_="all")
+    visual = VisualSpec(feature_dim=cfg.vision.feature_dim, num_tokens=cfg.vision.num_tokens)
+    validate(cfg, method, visual)
+    return method, visual
+
+
+def build_model(cfg: DictConfig, device: str | None = None) -> Built:
+    """Backbone + method (+ the on-the-fly vision encoder when ``vision.adapters`` is set).
+
+    ``device="meta"`` builds shapes only (parameter counts of 7B/13B models without memory).
+    """
+    method, visual = method_and_visual(cfg)
+    backbone = build(cfg.backbone, **({"device": device} if device else {}))
+    tower = None
+    if cfg.vision.get("adapters"):
+        tower = build(cfg.vision.encoder, **({"device": device} if device else {}))
+    model = method.build(backbone, visual, vision_tower=tower)
+    return Built(method, visual, backbone, model)

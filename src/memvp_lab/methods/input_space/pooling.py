@@ -1,0 +1,42 @@
+"""2D adaptive pooling of a grid of visual tokens (VL-T5's ``Downsample``; paper Fig. 4 right)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def pooled_tokens(num_tokens: int, size: int | None) -> int:
+    """Visual tokens after pooling a square grid of ``num_tokens`` to ``size x size``."""
+    return num_tokens if not size else size * size
+
+
+class GridPool(nn.Module):
+    """(B, g*g, C) -> (B, s*s, C) by adaptive max or average pooling over the g x g grid, rows first.
+
+    ``size=None`` (or 0) keeps the tokens as they are. VL-T5 max-pools 7x7 CLIP grids to 6x6: the
+    2x2 windows overlap.
+    """
+
+    def __init__(self, size: int | None, mode: str = "max") -> None:
+        super().__init__()
+        if mode not in ("max", "avg"):
+            raise ValueError(f"pool mode {mode!r}: expected max or avg")
+        self.size, self.mode = size or None, mode
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.size is None:
+            return tokens
+        b, m, c = tokens.shape
+        g = math.isqrt(m)
+        if g * g != m:
+            raise ValueError(f"pooling needs a square grid of visual tokens, got {m}")
+        grid = tokens.transpose(1, 2).reshape(b, c, g, g)
+        pool = F.adaptive_max_pool2d if self.mode == "max" else F.adaptive_avg_pool2d
+        return pool(grid, self.size).flatten(2).transpose(1, 2)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, mode={self.mode}"

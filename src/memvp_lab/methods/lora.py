@@ -1,0 +1,54 @@
+"""LoRA (Hu et al., 2022) through Hugging Face ``peft``, plus an input-space visual prompt.
+
+The reference baselines compute ``W x + b + (Dropout(x) A^T B^T) * alpha / r`` with A
+Kaiming-uniform (a = sqrt 5) and B zero on the query and value projections of every attention;
+``peft``'s ``LoraConfig(init_lora_weights=True)`` builds exactly that, so it is used as is.
+Biases or layer norms that a reference also trained are ``method.unfreeze`` entries.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from peft import LoraConfig as PeftLoraConfig
+from peft import inject_adapter_in_model
+
+from memvp_lab.backbones.base import Backbone
+from memvp_lab.config.errors import ConfigError
+from memvp_lab.methods.base import VisualSpec
+from memvp_lab.methods.injection import report
+from memvp_lab.methods.input_space.method import InputSpaceMethodConfig
+
+log = logging.getLogger(__name__)
+
+# Projection roles -> module names in BART / LLaMA (``*_proj``) and T5 (one letter).
+PROJECTIONS = {"q": ("q_proj", "q"), "k": ("k_proj", "k"), "v": ("v_proj", "v"), "o": ("out_proj", "o_proj", "o")}
+
+
+@dataclass
+class LoRAConfig(InputSpaceMethodConfig):
+    _target_: str = "memvp_lab.methods.lora.LoRAConfig"
+    r: int = 40
+    alpha: float = 32.0
+    dropout: float = 0.1
+    targets: list[str] = field(default_factory=lambda: ["q", "v"])  # attention projections: q | k | v | o
+
+    def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
+        super().validate(visual, is_encoder_decoder)
+        if self.r <= 0:
+            raise ConfigError(f"method.r={self.r} must be positive")
+        unknown = [t for t in self.targets if t not in PROJECTIONS]
+        if unknown or not self.targets:
+            raise ConfigError(f"method.targets={self.targets}: expected a non-empty subset of {list(PROJECTIONS)}")
+
+    def inject(self, backbone: Backbone) -> list[str]:
+        names = sorted({n for t in self.targets for n in PROJECTIONS[t]})
+        config = PeftLoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=names,
+                                bias="none", init_lora_weights=True)
+        try:
+            inject_adapter_in_model(config, backbone.model)
+        except ValueError as err:  # peft: "Target modules ... not found in the base model"
+            raise ConfigError(f"method.targets={self.targets}: {err}") from None
+        added = [n for n, _ in backbone.model.named_modules() if n.endswith((".lora_A", ".lora_B"))]
+        return report(self.name, backbone.name, added, f"LoRA r={self.r} matrices on {names}")

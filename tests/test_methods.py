@@ -1,0 +1,197 @@
+"""Every method on every tiny backbone: what trains, generation, sequence length, checkpoints
+and the position rules of the input-space prompt."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from conftest import make_config
+from memvp_lab.checkpoint import CheckpointMismatch, load_trainable, save_trainable
+from memvp_lab.config.errors import ConfigError
+from memvp_lab.data.collate import VLCollator
+from memvp_lab.methods.base import VisualSpec
+from memvp_lab.model import norm_modules
+
+ARCHS = ("tiny_bart", "tiny_t5", "tiny_llama")
+ENC_DEC_METHODS = ("memvp", "lora", "vl_adapter", "compacter", "vl_pet", "full_ft")
+DEC_METHODS = ("memvp", "lora", "vl_adapter", "compacter", "full_ft", "llava_lora")
+CASES = [(m, a) for a in ARCHS for m in (DEC_METHODS if a == "tiny_llama" else ENC_DEC_METHODS)]
+VISUAL = VisualSpec(feature_dim=256, num_tokens=49)  # vision=tiny_random: a 7x7 grid
+
+
+def build(method: str, arch: str, seed: int = 0, *overrides: str):
+    cfg = make_config([f"method={method}", f"backbone={arch}", "vision=tiny_random", *overrides])
+    torch.manual_seed(seed)
+    config = instantiate(cfg.method, _convert_="all")
+    backbone = instantiate(cfg.backbone)
+    return config, backbone, config.build(backbone, VISUAL)
+
+
+def make_batch(backbone, n: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    questions = ["what color is the circle?", "how many shapes are there?", "is the square on the left?"]
+    samples = [dict(question=questions[i % 3], target=["red", "2", "yes"][i % 3],
+                    visual=rng.standard_normal((49, 256)).astype(np.float32), has_image=1.0, weight=1.0, index=i,
+                    question_id=i, answers=["red"] * 10, group="color", answer_type="other") for i in range(n)]
+    return VLCollator(backbone, "{question}", max_prompt_tokens=32, max_target_tokens=4)(samples)
+
+
+def expected_trainable(method: str, name: str, model) -> bool:
+    """What each method must train, by structure (independent of how the method selects it)."""
+    if name.startswith(("prompting.", "vision_tower.")):
+        return True
+    lm_name = name.removeprefix("lm.")
+    norms = {f"{n}." for n, _ in norm_modules(model.lm)}
+    is_norm = any(lm_name.startswith(n) for n in norms)
+    if method == "full_ft":
+        return True
+    if method in ("lora", "llava_lora"):
+        bias = method == "lora" and lm_name.endswith(".bias")  # the reference trains every bias (BART)
+        return ".lora_" in lm_name or bias
+    if method in ("vl_adapter", "compacter"):
+        return ".adapter." in lm_name or is_norm
+    if method == "vl_pet":
+        encoder_norm = is_norm and ".encoder." in f".{lm_name}" and ("layer_norm" in lm_name or "layernorm" in lm_name)
+        return ".vl_pet." in lm_name or ".value_adapter." in lm_name or encoder_norm
+    return False  # memvp: only its prompting module
+
+
+# A constant input gets no gradient: the box branch sees all-zero boxes for grid features.
+NO_GRADIENT = {"prompting.embedding.box.weight"}
+
+
+@pytest.mark.parametrize("method,arch", CASES, ids=lambda x: str(x))
+def test_only_intended_tensors_change(method, arch):
+    _, backbone, model = build(method, arch)
+    trainable = {n for n, _ in model.trainable_named_parameters()}
+    assert trainable == {n for n, _ in model.named_parameters() if expected_trainable(method, n, model)}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    batch = make_batch(backbone)
+    model.train()
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(batch).mean().backward()
+        optimizer.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == trainable - NO_GRADIENT
+
+
+@pytest.mark.parametrize("method,arch", CASES, ids=lambda x: str(x))
+def test_generation_and_sequence_length(method, arch):
+    _, backbone, model = build(method, arch)
+    model.eval()
+    batch = make_batch(backbone)
+    for beams in (1, 2):
+        answers = model.generate(batch, max_new_tokens=3, num_beams=beams)
+        assert len(answers) == len(batch) and all(isinstance(a, str) for a in answers)
+    # Length of the sequence the first transformer layer sees in a training forward.
+    lm = model.lm
+    first = (lm.get_encoder() if lm.config.is_encoder_decoder else lm.model)
+    layer = first.block[0] if hasattr(first, "block") else first.layers[0]
+    seen = []
+    handle = layer.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
+    with torch.no_grad():
+        model(batch)
+    handle.remove()
+    text = batch.input_ids.shape[1]
+    pooled = {"llava_lora": 49}.get(method, 36)  # 7x7 grid; VL-T5 pools it to 6x6
+    assert seen[0] == (text if method == "memvp" else text + pooled)
+
+
+@pytest.mark.parametrize("method,arch", CASES, ids=lambda x: str(x))
+def test_checkpoint_round_trip_reproduces_logits(method, arch, tmp_path):
+    config, backbone, model = build(method, arch, 0)
+    with torch.no_grad():  # move the trainable tensors away from their initial values
+        for _, p in model.trainable_named_parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.eval()
+    batch = make_batch(backbone)
+    with torch.no_grad():
+        expected = model(batch)
+    save_trainable(model, tmp_path, config, base_model=backbone.source)
+    meta = json.loads((tmp_path / "trainable.json").read_text())
+    assert meta["method"] == method and meta["parameters"] == model.parameter_counts()["trainable"]
+    _, _, other = build(method, arch, 1)  # same frozen LM (tiny weights have their own seed), new trainables
+    other.eval()
+    with torch.no_grad():
+        assert not torch.equal(other(batch), expected)
+    load_trainable(other, tmp_path, method)
+    with torch.no_grad():
+        assert torch.equal(other(batch), expected)
+
+
+def test_checkpoint_of_another_method_is_refused(tmp_path):
+    config, _, model = build("vl_adapter", "tiny_bart")
+    save_trainable(model, tmp_path, config)
+    _, _, memvp = build("memvp", "tiny_bart")
+    with pytest.raises(CheckpointMismatch, match="method=vl_adapter"):
+        load_trainable(memvp, tmp_path, "memvp")
+    with pytest.raises(CheckpointMismatch, match="missing"):
+        load_trainable(memvp, tmp_path)
+
+
+def test_bart_visual_tokens_skip_positions_and_embedding_norm():
+    _, backbone, model = build("vl_adapter", "tiny_bart")
+    model.eval()
+    batch = make_batch(backbone)
+    encoder = model.lm.get_encoder()
+    seen = {}
+    handle = encoder.layers[0].register_forward_pre_hook(lambda m, args: seen.update(h=args[0]))
+    with torch.no_grad(), model.prompting.context(batch):
+        inputs, _ = model.prompting.lm_inputs(model.lm, batch.input_ids, batch.attention_mask, batch, generation=False)
+        model.lm(**inputs, decoder_input_ids=torch.zeros_like(batch.input_ids[:, :1]))
+    handle.remove()
+    t = batch.input_ids.shape[1]
+    text_expected = encoder.layernorm_embedding(encoder.embed_tokens(batch.input_ids) + encoder.embed_positions(batch.input_ids))
+    torch.testing.assert_close(seen["h"][:, :t], text_expected)
+    torch.testing.assert_close(seen["h"][:, t:], inputs["inputs_embeds"][:, t:])  # untouched visual tokens
+
+
+def test_t5_relative_bias_only_between_text_tokens():
+    _, backbone, model = build("lora", "tiny_t5")
+    model.eval()
+    batch = make_batch(backbone)
+    attention = model.lm.get_encoder().block[0].layer[0].SelfAttention
+    seen = {}
+    handle = attention.register_forward_hook(lambda m, a, out: seen.update(bias=out[1]))
+    with torch.no_grad():
+        model(batch)
+    handle.remove()
+    t = batch.input_ids.shape[1]
+    bias = seen["bias"]
+    assert bias.shape[-1] == t + 36
+    torch.testing.assert_close(bias[..., :t, :t], attention.compute_bias(t, t))
+    assert torch.count_nonzero(bias[..., t:, :]) == 0 and torch.count_nonzero(bias[..., :, t:]) == 0
+    # Outside a bound call the hooks are inert: plain text keeps T5's usual bias.
+    handle = attention.register_forward_hook(lambda m, a, out: seen.__setitem__("plain", out[1]))
+    with torch.no_grad():
+        model.lm(input_ids=batch.input_ids, decoder_input_ids=batch.input_ids[:, :1])
+    handle.remove()
+    torch.testing.assert_close(seen["plain"], attention.compute_bias(t, t))
+
+
+def test_methods_refuse_backbones_they_do_not_fit():
+    with pytest.raises(ConfigError, match="method=vl_pet needs an encoder-decoder"):
+        build("vl_pet", "tiny_llama")
+    with pytest.raises(ConfigError, match="method=llava_lora needs a decoder-only"):
+        build("llava_lora", "tiny_t5")
+
+
+def test_injection_that_matches_nothing_fails_clearly():
+    from memvp_lab.backbones.base import Backbone, TextFormat
+
+    _, backbone, _ = build("memvp", "tiny_llama")
+    config = instantiate(make_config(["method=vl_adapter"]).method, _convert_="all")
+    bare = Backbone(name="bare", model=torch.nn.Sequential(torch.nn.Linear(4, 4)), tokenizer=backbone.tokenizer,
+                    text=TextFormat(), source="test")
+    with pytest.raises(ConfigError, match="method=vl_adapter: no attention / FFN sub-layers in backbone=bare"):
+        config.inject(bare)
+    lora = instantiate(make_config(["method=lora", "method.targets=[k]"]).method, _convert_="all")
+    with pytest.raises(ConfigError, match="method.targets"):
+        lora.inject(bare)
