@@ -1,0 +1,89 @@
+"""Trainable-parameter counts of every method on every paper backbone, from the models built.
+
+    python -m memvp_lab.params            # a table beside the paper's numbers
+    python -m memvp_lab.params --json     # {"<backbone>": {"<method>": <trainable count>}}
+
+Each model is composed from the same configs as training (``method=<m> backbone=<b>
+vision=<paper's encoder>``) with ``backbone.weights=random`` on the ``meta`` device: real module
+structure, no weights allocated, nothing downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from hydra import compose, initialize_config_dir
+
+from memvp_lab.config.errors import ConfigError
+from memvp_lab.config.schemas import register_schemas
+from memvp_lab.factory import build_model
+from memvp_lab.paper_numbers import PAPER_VISION, TRAINABLE_DECIMALS, TRAINABLE_M
+from memvp_lab.paths import config_dir
+
+METHODS = ("full_ft", "compacter", "lora", "vl_adapter", "vl_pet", "memvp", "llava_lora")
+BACKBONES = tuple(PAPER_VISION)
+# Rows of the paper's tables: encoder-decoder methods on BART/T5, MemVP and LLaVA-LoRA on LLaMA.
+DECODER_ONLY_METHODS = ("memvp", "llava_lora")
+
+
+def pairs(backbones=BACKBONES, methods=METHODS) -> list[tuple[str, str]]:
+    out = []
+    for b in backbones:
+        allowed = DECODER_ONLY_METHODS if b.startswith("llama") else tuple(m for m in METHODS if m != "llava_lora")
+        out += [(b, m) for m in methods if m in allowed]
+    return out
+
+
+def count(backbone: str, method: str) -> dict[str, int]:
+    """Trainable and total parameters of ``method`` on ``backbone`` with the paper's vision encoder."""
+    register_schemas()
+    overrides = [f"backbone={backbone}", f"method={method}", f"vision={PAPER_VISION.get(backbone, 'clip_rn101')}",
+                 "backbone.weights=random", "vision.encoder.weights=random", "task.images_on_the_fly=true",
+                 "logger=none"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    return build_model(cfg, device="meta").model.parameter_counts()
+
+
+def matches(backbone: str, method: str, trainable: int) -> bool | None:
+    paper = TRAINABLE_M.get(backbone, {}).get(method)
+    if paper is None:
+        return None
+    return round(trainable / 1e6, TRAINABLE_DECIMALS[backbone]) == paper
+
+
+def table(counts: dict[str, dict[str, int]]) -> str:
+    lines = ["| backbone | method | trainable | ours (M) | paper (M) | match |", "|---|---|---:|---:|---:|:---:|"]
+    for b, row in counts.items():
+        for m, n in row.items():
+            paper = TRAINABLE_M.get(b, {}).get(m)
+            ok = matches(b, m, n)
+            lines.append(f"| {b} | {m} | {n:,} | {n / 1e6:.{TRAINABLE_DECIMALS.get(b, 2)}f} | "
+                         f"{'-' if paper is None else f'{paper:.{TRAINABLE_DECIMALS[b]}f}'} | "
+                         f"{'-' if ok is None else 'yes' if ok else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m memvp_lab.params", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print {backbone: {method: trainable}} as JSON")
+    parser.add_argument("--backbone", nargs="*", default=list(BACKBONES), help=f"default: {' '.join(BACKBONES)}")
+    parser.add_argument("--method", nargs="*", default=list(METHODS), help=f"default: {' '.join(METHODS)}")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    counts: dict[str, dict[str, int]] = {}
+    try:
+        for b, m in pairs(args.backbone, args.method):
+            counts.setdefault(b, {})[m] = count(b, m)["trainable"]
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(counts, indent=2) if args.json else table(counts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
