@@ -195,3 +195,13 @@ def test_injection_that_matches_nothing_fails_clearly():
     lora = instantiate(make_config(["method=lora", "method.targets=[k]"]).method, _convert_="all")
     with pytest.raises(ConfigError, match="method.targets"):
         lora.inject(bare)
+
+
+def test_memvp_pooling_shortens_the_visual_prompts():
+    _, backbone, model = build("memvp", "tiny_t5", 0, "method.pool_size=3", "method.n=9", "method.layers=encoder")
+    prompts = model.prompting.project(torch.randn(2, 49, 256))
+    assert prompts.shape[:2] == (2, 9)  # 7x7 grid -> 3x3
+    model.eval()
+    assert len(model.generate(make_batch(backbone), max_new_tokens=2)) == 3
+    with pytest.raises(ConfigError, match="method.n=8"):
+        build("memvp", "tiny_t5", 0, "method.pool_size=3", "method.n=8")

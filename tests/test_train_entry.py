@@ -162,3 +162,5 @@ def test_every_method_trains_through_the_entry_point(method, backbone, data_dir,
     assert results["config"]["method"]["name"] == method
     assert 0 < results["params/trainable"] <= results["params/total"]
     assert results["flops/lm_gflops_per_sample"] > 0 and 0.0 <= metrics["test/vqa_score"] <= 1.0
+    meta = json.loads((tmp_path / "trainable" / "trainable.json").read_text())
+    assert meta["method"] == method and meta["parameters"] == results["params/trainable"]

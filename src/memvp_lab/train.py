@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from memvp_lab.callbacks import StepTimer
+from memvp_lab.checkpoint import save_trainable
 from memvp_lab.config.schemas import register_schemas
 from memvp_lab.factory import build, build_model, method_and_visual
 from memvp_lab.lit_module import VisionLanguageTask
@@ -63,6 +64,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         for logger in loggers:
             logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("params/", "time/"))})
         if trainer.is_global_zero:  # every DDP rank runs train(); one writes the run's files
+            if cfg.get("save_trainable", True):
+                save_trainable(model, out_dir / "trainable", method, base_model=backbone.source)
             write_results(out_dir / "results.json", metrics, cfg)
             log.info("\n%s", format_summary(cfg, metrics, question_types=cfg.task.question_types))
             log.info("results written to %s", out_dir / "results.json")

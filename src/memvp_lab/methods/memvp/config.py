@@ -12,6 +12,7 @@ from omegaconf import MISSING
 from memvp_lab.backbones.base import Backbone
 from memvp_lab.config.errors import ConfigError
 from memvp_lab.methods.base import MethodConfig, VisualSpec
+from memvp_lab.methods.input_space.pooling import GridPool, pooled_tokens
 from memvp_lab.methods.memvp.ffn_sites import find_ffn_sites, select_sites
 from memvp_lab.methods.memvp.memory import Ablation, VisualMemory, min_slots
 from memvp_lab.model import VisionLanguageModel
@@ -43,10 +44,17 @@ class MemVPConfig(MethodConfig):
     ablation: Ablation = MISSING  # paper Table 4
     pos_k_init_std: float = MISSING
     pos_v_init_std: float = MISSING
+    pool_size: Optional[int] = None  # 2D adaptive pooling of the visual grid to pool_size^2 tokens; null: none
+    pool_mode: str = "max"  # max | avg
 
     def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
         """Raises ``ConfigError`` naming the key to change."""
-        needed = min_slots(self.ablation, visual.num_tokens)
+        if self.pool_mode not in ("max", "avg"):
+            raise ConfigError(f"method.pool_mode={self.pool_mode!r}: expected max or avg")
+        if self.pool_size is not None and (self.pool_size <= 0 or self.pool_size ** 2 > visual.num_tokens):
+            raise ConfigError(f"method.pool_size={self.pool_size} must be positive with pool_size^2 <= the "
+                              f"{visual.num_tokens} visual tokens (or null for no pooling)")
+        needed = min_slots(self.ablation, pooled_tokens(visual.num_tokens, self.pool_size))
         if self.n < needed:
             raise ConfigError(
                 f"method.n={self.n} is smaller than the {needed} visual tokens of the vision encoder; "
@@ -76,6 +84,7 @@ class MemVPConfig(MethodConfig):
             scale=self.scale, dropout=self.dropout, projector_hidden=self.projector_hidden,
             projector_bias=self.projector_bias, shared_positions=self.shared_positions,
             ablation=self.ablation, pos_k_init_std=self.pos_k_init_std, pos_v_init_std=self.pos_v_init_std,
+            pool=GridPool(self.pool_size, self.pool_mode),
         )
         log.info("MemVP: visual memory (%d slots) in %d FFNs: %s ... %s", memory.num_slots, len(sites),
                  sites[0].name, sites[-1].name)

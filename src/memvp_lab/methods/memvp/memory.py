@@ -28,6 +28,7 @@ from torch import nn
 
 from memvp_lab.methods.memvp.ffn_sites import FFNSite
 from memvp_lab.methods.memvp.projector import Projector
+from memvp_lab.methods.input_space.pooling import GridPool, pooled_tokens
 from memvp_lab.methods.prompting import Prompting
 
 log = logging.getLogger(__name__)
@@ -95,21 +96,25 @@ class VisualMemory(Prompting):
         shared_positions: one (P_k, P_v) pair for all FFNs instead of one per FFN.
         ablation: a Table 4 variant.
         pos_k_init_std, pos_v_init_std: normal-init std of P_k and P_v (0 gives zeros).
+        pool: 2D pooling of the visual grid before projection (paper Fig. 4 right), or None.
     """
 
     def __init__(self, sites: Sequence[FFNSite], d_model: int, feature_dim: int, num_visual_tokens: int, *,
                  n: int, lam: float, scale: float, dropout: float, projector_hidden: int,
                  projector_bias: bool, shared_positions: bool, ablation: Ablation,
-                 pos_k_init_std: float, pos_v_init_std: float) -> None:
+                 pos_k_init_std: float, pos_v_init_std: float, pool: GridPool | None = None) -> None:
         super().__init__()
         if not sites:
             raise ValueError("VisualMemory needs at least one FFN site")
         self.ablation = Ablation(ablation)
-        if n < min_slots(self.ablation, num_visual_tokens):
+        self.pool = pool if pool is not None and pool.size else None
+        prompt_tokens = pooled_tokens(num_visual_tokens, self.pool.size if self.pool else None)
+        if n < min_slots(self.ablation, prompt_tokens):
             raise ValueError(f"n={n} memory slots cannot hold the visual prompts "
-                             f"({min_slots(self.ablation, num_visual_tokens)} needed)")
+                             f"({min_slots(self.ablation, prompt_tokens)} needed)")
         self.n, self.lam, self.scale, self.dropout = n, lam, scale, dropout
-        self.num_visual_tokens = num_visual_tokens
+        self.num_visual_tokens = num_visual_tokens  # per image, as the vision encoder gives them
+        self.num_prompt_tokens = prompt_tokens  # after pooling: the visual entries per FFN
         self.shared_positions = shared_positions
         num_pos = 1 if shared_positions else len(sites)
         self.pos_k = nn.Parameter(torch.randn(num_pos, n, d_model) * pos_k_init_std)
@@ -129,7 +134,7 @@ class VisualMemory(Prompting):
     @property
     def num_slots(self) -> int:
         """Memory entries per FFN."""
-        return self.n + (self.num_visual_tokens if self.ablation is Ablation.concat_position else 0)
+        return self.n + (self.num_prompt_tokens if self.ablation is Ablation.concat_position else 0)
 
     # ------------------------------------------------------------------ hooks
     def _attach(self, index: int, site: FFNSite) -> None:
@@ -169,6 +174,8 @@ class VisualMemory(Prompting):
             return None
         first = self.projector[0]
         z = visual.to(dtype=first.weight.dtype)
+        if self.pool is not None:
+            z = self.pool(z)
         if self.ablation is Ablation.global_feature:
             z = z.mean(dim=1, keepdim=True)
         prompts = self.lam * self.projector(z)
