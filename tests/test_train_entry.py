@@ -64,7 +64,7 @@ def test_only_memory_tensors_train(data_dir, tmp_path):
     assert trainable == {"prompting.pos_k", "prompting.pos_v", "prompting.projector.0.weight",
                          "prompting.projector.0.bias", "prompting.projector.2.weight", "prompting.projector.2.bias"}
     datamodule = instantiate(cfg.task.data, _partial_=True)(backbone=backbone, visual=visual)
-    task = VisionLanguageTask(model, method, cfg.task.question_types, cfg.task.answer_types,
+    task = VisionLanguageTask(model, method, None,
                               dict(cfg.task.generation), flops_samples=0, predictions_dir=None)
     L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               limit_val_batches=0, enable_model_summary=False).fit(task, datamodule=datamodule)

@@ -38,6 +38,8 @@ class VLBatch:
     groups: list[str] = field(default_factory=list)
     answer_types: list[str] = field(default_factory=list)
     pixels: torch.Tensor | None = None  # (B, 3, H, W) images, when the vision encoder runs on the fly
+    tags: list[list[str]] = field(default_factory=list)  # categories a sample counts toward (ScienceQA)
+    num_choices: list[int] = field(default_factory=list)  # options of a multiple-choice question
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -59,4 +61,5 @@ class VLBatch:
             indices=self.indices[i:i + 1],
             question_ids=self.question_ids[i:i + 1], answers=self.answers[i:i + 1],
             groups=self.groups[i:i + 1], answer_types=self.answer_types[i:i + 1],
+            tags=self.tags[i:i + 1], num_choices=self.num_choices[i:i + 1],
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -15,15 +15,10 @@ import torch.distributed as dist
 from memvp_lab.batch import VLBatch
 from memvp_lab.flops import measure_lm_flops
 from memvp_lab.methods.base import MethodConfig, Schedule
-from memvp_lab.metrics.vqa_score import VQAScore
+from memvp_lab.evaluation import Evaluator, VQAEvaluator
 from memvp_lab.model import VisionLanguageModel
 
 log = logging.getLogger(__name__)
-
-
-def metric_key(name: str) -> str:
-    """A group name usable inside a metric key (``yes/no`` -> ``yes_no``)."""
-    return name.replace("/", "_").replace(" ", "_")
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: Schedule, min_ratio: float) -> float:
@@ -44,26 +39,22 @@ class VisionLanguageTask(L.LightningModule):
     Args:
         model: the model (frozen LM + the method's modules).
         method: the method config (optimisation settings).
-        question_types: groups reported separately by the VQA score.
-        answer_types: answer-type groups reported separately.
+        evaluator: makes the task's ``Evaluator`` (one per evaluated split); default: VQA score.
         generation: ``max_new_tokens`` and ``num_beams``.
         flops_samples: test samples whose LM FLOPs are measured.
         predictions_dir: where ``predictions_<split>.json`` is written (rank 0).
     """
 
-    def __init__(self, model: VisionLanguageModel, method: MethodConfig, question_types: Sequence[str],
-                 answer_types: Sequence[str], generation: dict, flops_samples: int,
-                 predictions_dir: str | None) -> None:
+    def __init__(self, model: VisionLanguageModel, method: MethodConfig, evaluator: Callable[[], Evaluator] | None,
+                 generation: dict, flops_samples: int, predictions_dir: str | None) -> None:
         super().__init__()
         self.model = model
         self.method = method
         self.generation = dict(generation)
         self.flops_samples = flops_samples
         self.predictions_dir = Path(predictions_dir) if predictions_dir else None
-        self.metrics = torch.nn.ModuleDict({
-            f"{split}_{kind}": VQAScore(groups=groups)
-            for split in ("val", "test") for kind, groups in (("qtype", question_types), ("atype", answer_types))
-        })
+        make = evaluator or VQAEvaluator
+        self.evaluators = torch.nn.ModuleDict({split: make() for split in ("val", "test")})
         self.lm_flops_per_sample: float | None = None
         self._predictions: list[dict] = []
         self._flops_batch: VLBatch | None = None
@@ -95,21 +86,14 @@ class VisionLanguageTask(L.LightningModule):
     # ---------------------------------------------------------------- evaluation
     def _evaluate(self, split: str, batch: VLBatch) -> list[str]:
         preds = self.model.generate(batch, **self.generation)
-        self.metrics[f"{split}_qtype"].update(preds, batch.answers, batch.groups, batch.indices)
-        self.metrics[f"{split}_atype"].update(preds, batch.answers, batch.answer_types, batch.indices)
+        self.evaluators[split].update(preds, batch)
         return preds
 
     def _log_scores(self, split: str) -> None:
-        by_qtype = self.metrics[f"{split}_qtype"].compute()
-        by_atype = self.metrics[f"{split}_atype"].compute()
-        values = {f"{split}/vqa_score": by_qtype.pop("overall")}
-        by_atype.pop("overall")
-        values.update({f"{split}/vqa_score/{metric_key(k)}": v for k, v in by_qtype.items()})
-        values.update({f"{split}/vqa_score/answer_type/{metric_key(k)}": v for k, v in by_atype.items()})
-        # The metrics are already reduced across processes: no sync_dist.
-        self.log_dict({k: v.float() for k, v in values.items()}, prog_bar=False)
-        self.metrics[f"{split}_qtype"].reset()
-        self.metrics[f"{split}_atype"].reset()
+        evaluator = self.evaluators[split]
+        values = evaluator.compute()  # already reduced across processes: no sync_dist
+        self.log_dict({f"{split}/{k}": float(v) for k, v in values.items()}, prog_bar=False)
+        evaluator.reset()
 
     def validation_step(self, batch: VLBatch, batch_idx: int) -> None:
         self._evaluate("val", batch)
@@ -124,7 +108,10 @@ class VisionLanguageTask(L.LightningModule):
         if batch_idx == 0:
             self._flops_batch = batch  # measured after the timed test loop
         preds = self._evaluate("test", batch)
-        self._predictions.extend({"question_id": q, "answer": a} for q, a in zip(batch.question_ids, preds))
+        rows = [{"question_id": q, "prediction": a} for q, a in zip(batch.question_ids, preds)]
+        for row, n in zip(rows, batch.num_choices or []):
+            row["num_choices"] = n
+        self._predictions.extend(rows)
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")
@@ -141,4 +128,5 @@ class VisionLanguageTask(L.LightningModule):
         unique = {p["question_id"]: p for p in predictions}
         if self.predictions_dir is not None and self.trainer.is_global_zero:
             self.predictions_dir.mkdir(parents=True, exist_ok=True)
-            (self.predictions_dir / "predictions_test.json").write_text(json.dumps(list(unique.values())))
+            submission = self.evaluators["test"].submission(list(unique.values()))
+            (self.predictions_dir / "predictions_test.json").write_text(json.dumps(submission))

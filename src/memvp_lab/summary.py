@@ -6,21 +6,21 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
-from memvp_lab.lit_module import metric_key
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def format_summary(cfg: DictConfig, metrics: dict[str, float], question_types: Sequence[str]) -> str:
-    """A fixed-width table of the run's headline numbers."""
+def format_summary(cfg: DictConfig, metrics: dict[str, float], primary: str, breakdown: Sequence[str] = ()) -> str:
+    """A fixed-width table of the run's headline numbers (``primary``: e.g. ``vqa_score``)."""
     rows = [
         ("run", f"method={cfg.method.name} backbone={cfg.backbone.name} vision={cfg.vision.name} task={cfg.task.name}"),
-        ("test VQA score", _fmt(metrics.get("test/vqa_score"), ".4f")),
+        (f"test {primary}", _fmt(metrics.get(f"test/{primary}"), ".4f")),
     ]
-    for q in question_types:
-        rows.append((f"  {q}", _fmt(metrics.get(f"test/vqa_score/{metric_key(q)}"), ".4f")))
+    for key in breakdown:  # e.g. vqa_score/color, or a sibling metric such as bleu4
+        value = metrics.get(f"test/{primary}/{key}", metrics.get(f"test/{key}"))
+        rows.append((f"  {key}", _fmt(value, ".4f")))
     trainable, total = metrics.get("params/trainable"), metrics.get("params/total")
     rows += [
         ("trainable params", f"{int(trainable):,}" if trainable is not None else "n/a"),

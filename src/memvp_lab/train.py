@@ -46,10 +46,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     built = build_model(cfg)
     method, visual, backbone, model = built.method, built.visual, built.backbone, built.model
     datamodule = build(cfg.task.data, _partial_=True)(backbone=backbone, visual=visual)
+    evaluator = build(cfg.task.evaluator, _partial_=True)
     task = VisionLanguageTask(
-        model, method, question_types=cfg.task.question_types, answer_types=cfg.task.answer_types,
-        generation=OmegaConf.to_container(cfg.task.generation), flops_samples=cfg.flops_samples,
-        predictions_dir=str(out_dir),
+        model, method, evaluator=evaluator, generation=OmegaConf.to_container(cfg.task.generation),
+        flops_samples=cfg.flops_samples, predictions_dir=str(out_dir),
     )
     timer = StepTimer()
     loggers = build_loggers(cfg)
@@ -67,7 +67,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if cfg.get("save_trainable", True):
                 save_trainable(model, out_dir / "trainable", method, base_model=backbone.source)
             write_results(out_dir / "results.json", metrics, cfg)
-            log.info("\n%s", format_summary(cfg, metrics, question_types=cfg.task.question_types))
+            primary = task.evaluators["test"]
+            log.info("\n%s", format_summary(cfg, metrics, primary.primary, primary.breakdown))
             log.info("results written to %s", out_dir / "results.json")
     finally:
         finish_loggers(loggers)

@@ -11,8 +11,8 @@ import re
 from collections.abc import Sequence
 
 import torch
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
+
+from memvp_lab.metrics.grouped import GroupedMean
 
 # Contractions written without (some of) their apostrophes, as the official table lists them.
 _CONTRACTION_PAIRS = """
@@ -101,56 +101,21 @@ def vqa_score(prediction: str, answers: Sequence[str]) -> float:
     return total / len(refs)
 
 
-class VQAScore(Metric):
+class VQAScore(GroupedMean):
     """Mean official VQA accuracy, overall and per group (question type, answer type, ...).
 
     ``update`` takes predictions, their reference answers, optional group names and the
-    samples' dataset indices. Per-sample scores are gathered from all processes at ``compute``
-    and each dataset index counts once: the repeats a distributed sampler adds to even out the
-    shards do not count twice. Samples updated without indices are always counted.
+    samples' dataset indices; each dataset index counts once across processes (see
+    ``GroupedMean``). Samples updated without indices are always counted.
 
     Args:
         groups: the group names reported separately (e.g. the question types); a sample whose
             group is not listed only counts toward the overall score.
     """
 
-    full_state_update = False
-    higher_is_better = True
-
-    def __init__(self, groups: Sequence[str] = (), **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.groups = tuple(groups)
-        self.add_state("sample_index", default=[], dist_reduce_fx="cat")
-        self.add_state("score", default=[], dist_reduce_fx="cat")
-        self.add_state("group", default=[], dist_reduce_fx="cat")
-
     def update(self, predictions: Sequence[str], answers: Sequence[Sequence[str]],
                groups: Sequence[str] | None = None, indices: Sequence[int] | torch.Tensor | None = None) -> None:
         if len(predictions) != len(answers):
             raise ValueError(f"{len(predictions)} predictions but {len(answers)} answer lists")
-        lookup = {g: i for i, g in enumerate(self.groups)}
-        n = len(predictions)
-        self.score.append(torch.tensor([vqa_score(p, r) for p, r in zip(predictions, answers)],
-                                       dtype=torch.float64, device=self.device))
-        group_ids = [lookup.get(g, -1) for g in groups] if groups is not None else [-1] * n
-        self.group.append(torch.tensor(group_ids, dtype=torch.long, device=self.device))
-        index = torch.as_tensor(indices, dtype=torch.long) if indices is not None else torch.full((n,), -1)
-        self.sample_index.append(index.to(self.device))
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        """Returns ``{"overall": ..., <group>: ...}``; groups without samples are left out."""
-        index, score, group = (dim_zero_cat(x) if isinstance(x, list) else x
-                               for x in (self.sample_index, self.score, self.group))
-        keep = index < 0  # samples without an index always count
-        if not keep.all():  # of each dataset index, only its first occurrence counts
-            unique, inverse = torch.unique(index, return_inverse=True)
-            order = torch.arange(len(index), device=index.device)
-            first = torch.full((len(unique),), len(index), device=index.device).scatter_reduce(
-                0, inverse, order, reduce="amin")
-            keep[first] = True
-        score, group = score[keep], group[keep]
-        out = {"overall": score.mean() if len(score) else torch.tensor(0.0, dtype=torch.float64)}
-        for i, g in enumerate(self.groups):
-            if (group == i).any():
-                out[g] = score[group == i].mean()
-        return out
+        memberships = [[g] for g in groups] if groups is not None else None
+        self.add([vqa_score(p, r) for p, r in zip(predictions, answers)], memberships, indices)
