@@ -72,4 +72,8 @@ class VLCollator:
             indices=torch.tensor([s["index"] for s in samples], dtype=torch.long),
             question_ids=[s["question_id"] for s in samples], answers=[s["answers"] for s in samples],
             groups=[s["group"] for s in samples], answer_types=[s["answer_type"] for s in samples],
+            tags=[list(s.get("tags", ())) for s in samples],
+            pixels=(torch.stack([torch.as_tensor(s["pixels"]) for s in samples]).float()
+                    if "pixels" in samples[0] else None),
+            num_choices=[int(s["num_choices"]) for s in samples] if "num_choices" in samples[0] else [],
         )

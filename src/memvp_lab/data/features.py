@@ -110,6 +110,39 @@ class FeatureStore:
         return state
 
 
+class FeatureSources:
+    """Several ``FeatureStore``s searched in order (GQA: Visual Genome features for training
+    images, GQA features for test-dev images)."""
+
+    def __init__(self, paths: Sequence[str | Path], num_tokens: int, dim: int) -> None:
+        if not paths:
+            raise FeatureError("no feature path given")
+        self.stores = [FeatureStore(p, num_tokens, dim) for p in paths]
+
+    def _store_for(self, img_id: str) -> FeatureStore:
+        for store in self.stores[:-1]:
+            if img_id in store:
+                return store
+        return self.stores[-1]  # the last one reports the missing id with its own file name
+
+    def __contains__(self, img_id: str) -> bool:
+        return any(img_id in s for s in self.stores)
+
+    def get(self, img_id: str) -> np.ndarray:
+        return self._store_for(img_id).get(img_id)
+
+    def preload(self, img_ids: Iterable[str]) -> None:
+        by_store: dict[int, list[str]] = {}
+        for img_id in set(img_ids):
+            by_store.setdefault(id(self._store_for(img_id)), []).append(img_id)
+        for store in self.stores:
+            store.preload(by_store.get(id(store), []))
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.close()
+
+
 def load_image(path: Path, size: int) -> torch.Tensor:
     """An RGB image as a (3, size, size) float tensor in [0, 1] (bicubic square resize)."""
     with Image.open(path) as img:

@@ -39,6 +39,6 @@ class ShapesVQADataModule(VQADataModule):
             return
         root = shapes_vqa.generate(self.root.parent, self.spec)
         images = {p.stem: p for p in sorted((root / "images").glob("*.jpg"))}
-        extract_features(lambda: instantiate(self.vision_cfg.encoder), images, root / self.features_path,
+        extract_features(lambda: instantiate(self.vision_cfg.encoder), images, root / self.features_paths[0],
                          batch_size=self.extract_batch_size)
         self._prepared = True

@@ -57,6 +57,10 @@ def load_questions(path: Path) -> list[dict]:
 def load_annotations(path: Path) -> dict:
     """question_id -> list of the human answers, from an official-format annotation file."""
     data = read_json(path)
+    return _annotations(path, data)
+
+
+def _annotations(path: Path, data) -> dict:
     anns = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(anns, list):
         raise DataError(f"{path} must be an object with an 'annotations' list")
@@ -79,7 +83,8 @@ class VQADataset(Dataset):
     Args:
         entries: validated question entries.
         features: where the visual features are read.
-        references: question_id -> human answers (evaluation), or None.
+        references: question_id -> human answers (VQAv2 evaluation); None: the answers with a
+            positive score in ``label`` are the accepted ones (GQA).
         train: sampling behaviour (see above).
         source: the file the entries came from (for error messages).
     """
@@ -91,9 +96,7 @@ class VQADataset(Dataset):
         self.train = train
         self.references = references
         self.source = source
-        if not train:
-            if references is None:
-                raise DataError(f"evaluating {source} needs an annotation file with the human answers")
+        if not train and references is not None:
             missing = [e["question_id"] for e in entries if e["question_id"] not in references]
             if missing:
                 raise DataError(f"{len(missing)} questions of {source} have no human answers in the annotation "
@@ -101,6 +104,12 @@ class VQADataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def _references(self, entry: dict, label: dict, answer: str) -> list[str]:
+        if self.references is not None:
+            return self.references[entry["question_id"]]
+        accepted = sorted(label, key=label.get, reverse=True)
+        return accepted or [answer]
 
     def __getitem__(self, i: int) -> dict:
         e = self.entries[i]
@@ -118,7 +127,7 @@ class VQADataset(Dataset):
         return {
             "index": i, "question_id": e["question_id"], "img_id": e["img_id"], "question": e["sent"],
             "target": answer, "weight": weight,
-            "answers": self.references[e["question_id"]] if self.references is not None else [answer],
+            "answers": self._references(e, label, answer),
             "group": e.get("question_type", ""), "answer_type": e.get("answer_type", ""),
             "visual": np.asarray(visual), "has_image": 1.0,
         }

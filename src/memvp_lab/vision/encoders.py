@@ -92,6 +92,8 @@ def build_grid_encoder(
         device: build on this device (``meta`` counts parameters without allocating them).
     """
     kwargs = {"features_only": True, "out_indices": (out_index,)} if out_index is not None else {}
+    if vit_layer is not None or adapters:
+        kwargs["img_size"] = image_size  # ViTs: position embeddings for this resolution
     with torch.random.fork_rng(), torch.device(device or "cpu"):
         torch.manual_seed(0)  # random weights are the same in every process and every run
         model = timm.create_model(timm_name, pretrained=(weights == "timm"), **kwargs)

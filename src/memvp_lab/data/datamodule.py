@@ -1,0 +1,121 @@
+"""The Lightning data module every task builds on: features, checks, loaders.
+
+A task's data module says how to read its files into ``train`` / ``val`` / ``test`` datasets
+(each with an ``entries`` list whose items name their ``img_id``); this base opens the visual
+features, checks before training that every image has them (or skips and counts the ones that
+do not, when asked), optionally preloads them and makes the loaders.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from memvp_lab.backbones.base import Backbone
+from memvp_lab.data.collate import VLCollator
+from memvp_lab.data.features import FeatureError, FeatureSources
+from memvp_lab.methods.base import VisualSpec
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+def _parts(dataset: Dataset) -> list[Dataset]:
+    return list(dataset.datasets) if isinstance(dataset, ConcatDataset) else [dataset]
+
+
+class VLDataModule(L.LightningDataModule):
+    """Args:
+        root: dataset root; every file argument is relative to it.
+        features: a consolidated ``.h5`` file or a directory of per-image ``<img_id>.h5`` files,
+            or a list of them searched in order; None when the task loads images instead.
+        prompt: the task prompt template over the sample's fields (e.g. ``"{question}"``).
+        batch_size, eval_batch_size: per-process batch sizes.
+        num_workers: DataLoader workers.
+        preload_features: read every needed feature into memory at set-up (small datasets).
+        max_prompt_tokens, max_target_tokens: tokenisation limits.
+        skip_missing_images: drop (and count) samples whose image has no features instead of
+            stopping with an error that names the first such image.
+        backbone, visual: set by the training entry point.
+    """
+
+    def __init__(self, root: str, features: str | Sequence[str] | None, prompt: str, batch_size: int, eval_batch_size: int,
+                 num_workers: int, preload_features: bool, max_prompt_tokens: int, max_target_tokens: int,
+                 backbone: Backbone, visual: VisualSpec, skip_missing_images: bool = False) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.features_paths = [features] if isinstance(features, str) else list(features or [])
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.preload_features = preload_features
+        self.skip_missing_images = skip_missing_images
+        self.visual = visual
+        self.collate = VLCollator(backbone, prompt, max_prompt_tokens, max_target_tokens)
+        self.datasets: dict[str, Dataset] = {}
+        self._store: FeatureSources | None = None
+
+    # ----------------------------------------------------------------- per task
+    def build_datasets(self, store: FeatureSources) -> dict[str, Dataset]:
+        """``{"train": ..., "val": ..., "test": ...}`` read from the task's files."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------- shared
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        store = None
+        if self.features_paths:  # None: the task reads images instead (vision encoder run on the fly)
+            store = self._store = FeatureSources([self.root / p for p in self.features_paths],
+                                                 self.visual.num_tokens, self.visual.feature_dim)
+        datasets = self.build_datasets(store)
+        if store is not None:
+            self._check_images(datasets, store)
+        if self.preload_features and store is not None:
+            ids = [e["img_id"] for d in datasets.values() for part in _parts(d) for e in part.entries
+                   if e.get("img_id") is not None]
+            store.preload(ids)
+            log.info("preloaded features of %d images", len(set(ids)))
+        self.datasets = datasets
+        log.info("data: %s", {k: len(v) for k, v in datasets.items()})
+
+    def _check_images(self, datasets: dict[str, Dataset], store: FeatureSources) -> None:
+        """Every sample's image has features, checked once before any training step."""
+        for split, dataset in datasets.items():
+            for part in _parts(dataset):
+                missing = [e for e in part.entries if e.get("img_id") is not None and e["img_id"] not in store]
+                if not missing:
+                    continue
+                if not self.skip_missing_images:
+                    first = missing[0]["img_id"]
+                    where = ", ".join(str(s.path) for s in store.stores)
+                    raise FeatureError(
+                        f"{len(missing)} {split} samples of {getattr(part, 'source', split)} have no visual features, "
+                        f"e.g. image id {first!r} (looked in {where}); extract them with python -m memvp_lab.features "
+                        "or set task.data.skip_missing_images=true to drop such samples"
+                    )
+                gone = {id(e) for e in missing}
+                part.entries = [e for e in part.entries if id(e) not in gone]
+                log.warning("%s: skipped %d samples whose image has no features (e.g. %r)", split, len(missing),
+                            missing[0]["img_id"])
+                if not part.entries:
+                    raise FeatureError(f"no {split} sample of {getattr(part, 'source', split)} has features")
+
+    def teardown(self, stage: str | None = None) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+        return DataLoader(self.datasets[split], batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.eval_batch_size)

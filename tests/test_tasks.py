@@ -1,0 +1,146 @@
+"""Each real task trains and evaluates through the entry point on files in its real format, and
+bad data stops the run with a message that names what to fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import make_config
+from memvp_lab.data.features import FeatureError
+from memvp_lab.data.vqa import DataError
+from memvp_lab.train import train
+from real_formats import write_coco_captions, write_feature_dir, write_gqa, write_vqav2
+
+
+def run(task: str, root: Path, out: Path, *extra: str) -> dict:
+    memvp = [] if any(e.startswith("method=") for e in extra) else ["method=memvp", "method.n=64"]
+    if memvp and not any(e.startswith("method.layers") for e in extra):
+        memvp.append("method.layers=encoder")
+    overrides = [f"task={task}", f"task.root={root}", "backbone=tiny_t5", "vision=tiny_random", *memvp,
+                 "trainer=debug", "logger=csv", "task.data.num_workers=0", "task.data.batch_size=4",
+                 "task.data.eval_batch_size=4", "flops_samples=2", *extra]
+    train(make_config(overrides, out))
+    return json.loads((out / "results.json").read_text())
+
+
+def test_vqav2_trains_and_scores_with_official_answers(tmp_path):
+    results = run("vqav2", write_vqav2(tmp_path / "data"), tmp_path / "run")
+    assert 0.0 <= results["test/vqa_score"] <= 1.0
+    assert {"test/vqa_score/answer_type/yes_no", "test/vqa_score/answer_type/number"} <= set(results)
+    predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
+    assert sorted(p["question_id"] for p in predictions) == list(range(3000, 3008))
+    assert set(predictions[0]) == {"question_id", "answer"}  # the VQA challenge format
+
+
+def test_gqa_reads_two_feature_roots_and_scores_exact_match(tmp_path):
+    results = run("gqa", write_gqa(tmp_path / "data"), tmp_path / "run")
+    assert 0.0 <= results["test/accuracy"] <= 1.0 and results["config"]["optimized_metric"] == "test/accuracy"
+    predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
+    assert len(predictions) == 6 and set(predictions[0]) == {"questionId", "prediction"}
+
+
+def test_coco_captions_train_per_caption_and_score_cider(tmp_path):
+    results = run("coco_caption", write_coco_captions(tmp_path / "data"), tmp_path / "run",
+                  "task.evaluator.meteor=false", "task.generation.max_new_tokens=6", "task.generation.num_beams=2")
+    assert results["test/cider"] >= 0.0 and "test/bleu4" in results and "test/rouge_l" in results
+    predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
+    assert sorted(p["image_id"] for p in predictions) == [11, 12, 13]  # one caption per test image
+
+
+def test_caption_dataset_counts_samples_like_the_reference(tmp_path):
+    from memvp_lab.data.captions import CaptionDataset, load_karpathy
+
+    root = write_coco_captions(tmp_path)
+    images = load_karpathy(root / "COCO" / "dataset_coco.json")
+    train = CaptionDataset(images, ["train", "restval"], None, True, "x")
+    test = CaptionDataset(images, ["test"], None, False, "x")
+    assert len(train) == 8 * 3 and len(test) == 3  # every training caption; each test image once
+    assert len(test.entries[0]["references"]) == 3
+
+
+def _vqav2_without(tmp_path: Path, img_id: str) -> Path:
+    root = write_vqav2(tmp_path / "data")
+    (root / "COCO" / "clip_features" / "data_clip_RN101_att" / f"{img_id}.h5").unlink()
+    return root
+
+
+def test_missing_feature_names_the_image_and_file_before_training(tmp_path):
+    root = _vqav2_without(tmp_path, "COCO_val2014_000000000001")
+    with pytest.raises(FeatureError, match=r"COCO_val2014_000000000001.*data_clip_RN101_att.*skip_missing_images"):
+        run("vqav2", root, tmp_path / "run")
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_skip_missing_images_drops_and_counts(tmp_path, caplog):
+    root = _vqav2_without(tmp_path, "COCO_train2014_000000000003")
+    results = run("vqav2", root, tmp_path / "run", "task.data.skip_missing_images=true")
+    assert "test/vqa_score" in results
+    assert any("skipped" in r.message and "COCO_train2014_000000000003" in r.message for r in caplog.records)
+
+
+def test_feature_of_wrong_shape_is_named(tmp_path):
+    root = write_vqav2(tmp_path / "data")
+    folder = root / "COCO" / "clip_features" / "data_clip_RN101_att"
+    write_feature_dir(folder, ["COCO_train2014_000000000000"], shape=(36, 256))
+    with pytest.raises(FeatureError, match=r"COCO_train2014_000000000000.*shape \(36, 256\).*expected \(49, 256\)"):
+        run("vqav2", root, tmp_path / "run")
+
+
+def test_malformed_entry_and_empty_split_are_named(tmp_path):
+    root = write_vqav2(tmp_path / "data")
+    path = root / "vqa" / "karpathy_train.json"
+    entries = json.loads(path.read_text())
+    del entries[3]["sent"]
+    path.write_text(json.dumps(entries))
+    with pytest.raises(DataError, match=r"karpathy_train.json entry 3 .*'sent'"):
+        run("vqav2", root, tmp_path / "run")
+    path.write_text("[]")
+    with pytest.raises(DataError, match="karpathy_train.json holds no questions"):
+        run("vqav2", root, tmp_path / "run2")
+
+
+def test_consolidated_features_read_like_per_image_files(tmp_path):
+    from memvp_lab.data.features import FeatureStore, consolidate
+
+    root = write_vqav2(tmp_path / "data")
+    folder = root / "COCO" / "clip_features" / "data_clip_RN101_att"
+    single = consolidate(folder, tmp_path / "all.h5")
+    a, b = FeatureStore(folder, 49, 256), FeatureStore(single, 49, 256)
+    img_id = "COCO_val2014_000000000002"
+    assert np.array_equal(a.get(img_id), b.get(img_id))
+    with h5py.File(single) as f:
+        assert f[f"{img_id}/features"].dtype == np.float16
+
+
+def test_scienceqa_with_features_scores_the_official_categories(tmp_path):
+    from real_formats import write_scienceqa
+
+    root = tmp_path / "sqa"
+    (root / "features").mkdir(parents=True)
+    write_scienceqa(root, features=root / "features" / "tiny_random.h5")
+    results = run("scienceqa", root, tmp_path / "run", "backbone=tiny_llama", "method.layers=all",
+                  "task.data.max_prompt_tokens=64")
+    assert 0.0 <= results["test/accuracy"] <= 1.0
+    assert {"test/accuracy/NAT", "test/accuracy/IMG", "test/accuracy/NO", "test/accuracy/G1-6"} <= set(results)
+    predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
+    assert sorted(predictions) == [str(q) for q in range(116, 124)]  # {qid: choice index}
+    assert all(v in (-1, 0, 1, 2) for v in predictions.values())
+
+
+def test_scienceqa_runs_a_vit_with_adapters_on_the_images(tmp_path):
+    """vision.adapters set: images are loaded and the ViT's adapters train with the method."""
+    from real_formats import write_scienceqa
+
+    root = write_scienceqa(tmp_path / "sqa")
+    vit = ["vision=clip_vit_l14", "vision.encoder.timm_name=vit_tiny_patch16_224", "vision.encoder.weights=random",
+           "vision.feature_dim=192", "vision.num_tokens=4", "vision.image_size=32"]
+    results = run("scienceqa", root, tmp_path / "run", "backbone=tiny_llama", "method=llava_lora",
+                  "task.data.max_prompt_tokens=64", *vit)
+    assert "test/accuracy" in results
+    meta = json.loads((tmp_path / "run" / "trainable" / "trainable.json").read_text())
+    assert any(name.startswith("vision_tower.") and ".adapter." in name for name in meta["tensors"])
