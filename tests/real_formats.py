@@ -103,3 +103,23 @@ def write_scienceqa(root: Path, image_size: int = 32, features: Path | None = No
                 if p["image"]:
                     f.create_group(qid).create_dataset("features", data=rng.standard_normal((TOKENS, DIM)).astype(np.float16))
     return root
+
+
+def write_video_qa(root: Path, name: str, answers: int, frames: int = 64, dim: int = 512) -> Path:
+    """<name>/{train,val}.jsonl (HERO fields) + <name>/<vision>.h5 with (frames, dim) per video."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    videos = [f"video_{i:03d}" for i in range(6)]
+    for split, n in (("train", 12), ("val", 6)):
+        lines = []
+        for i in range(n):
+            q = {"qid": f"{split}{i}", "vid_name": videos[i % 6], "q": f"What happens in scene {i}?",
+                 "answer_idx": i % answers, "ts": "0-10"}
+            q.update({f"a{k}": f"option {k} of {i}" for k in range(answers)})
+            lines.append(json.dumps(q))
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    with h5py.File(folder / "clip_vit_b32_frames.h5", "w") as f:
+        for v in videos:
+            f.create_group(v).create_dataset("features", data=rng.standard_normal((frames, dim)).astype(np.float16))
+    return root

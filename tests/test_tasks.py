@@ -144,3 +144,51 @@ def test_scienceqa_runs_a_vit_with_adapters_on_the_images(tmp_path):
     assert "test/accuracy" in results
     meta = json.loads((tmp_path / "run" / "trainable" / "trainable.json").read_text())
     assert any(name.startswith("vision_tower.") and ".adapter." in name for name in meta["tensors"])
+
+
+@pytest.mark.parametrize("task,answers,method", [("tvqa", 5, "memvp"), ("how2qa", 4, "vl_adapter")])
+def test_video_qa_over_frame_features(task, answers, method, tmp_path):
+    from real_formats import write_video_qa
+
+    root = write_video_qa(tmp_path / "video", task, answers, frames=64, dim=32)
+    extra = ["method.layers=encoder", "method.n=64"] if method == "memvp" else ["method.prompt.pool_size=null"]
+    results = run(task, root, tmp_path / "run", "vision=clip_vit_b32_frames", "vision.feature_dim=32",
+                  f"method={method}", *extra)
+    assert 0.0 <= results["test/accuracy"] <= 1.0
+    predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
+    assert len(predictions) == 6
+
+
+def test_video_frames_are_not_pooled_as_a_grid(tmp_path):
+    from memvp_lab.config.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"method.prompt.pool_size=null"):
+        run("tvqa", tmp_path, tmp_path / "run", "vision=clip_vit_b32_frames", "method=vl_pet")
+
+
+def test_features_command_extracts_resumably_in_both_layouts(tmp_path):
+    from PIL import Image
+
+    from memvp_lab.data.features import FeatureStore
+    from memvp_lab.features import main
+
+    images = tmp_path / "images"
+    for split, qid in (("train", "7"), ("test", "9")):
+        (images / split / qid).mkdir(parents=True)
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(images / split / qid / "image.png")
+    out = tmp_path / "features.h5"
+    args = ["extract", "--vision", "tiny_random", "--images", str(images), "--pattern", "*/*/image.png",
+            "--id-from", "parent", "--out", str(out), "--batch-size", "1"]
+    assert main(args) == 0
+    store = FeatureStore(out, 49, 256)
+    assert "7" in store and "9" in store and store.get("7").dtype == np.float16
+    first = {k: store.get(k) for k in ("7", "9")}
+    store.close()
+    mtime = out.stat().st_mtime_ns
+    assert main(args) == 0 and out.stat().st_mtime_ns == mtime  # nothing left to do: file untouched
+    per_image = tmp_path / "per_image"
+    assert main([*args[:-4], "--out", str(per_image), "--batch-size", "1"]) == 0
+    assert sorted(p.name for p in per_image.glob("*.h5")) == ["7.h5", "9.h5"]
+    assert np.array_equal(FeatureStore(per_image, 49, 256).get("9"), first["9"])
+    assert main(["consolidate", "--src", str(per_image), "--out", str(tmp_path / "all.h5")]) == 0
+    assert np.array_equal(FeatureStore(tmp_path / "all.h5", 49, 256).get("7"), first["7"])

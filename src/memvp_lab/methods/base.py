@@ -24,6 +24,7 @@ class VisualSpec:
 
     feature_dim: int
     num_tokens: int
+    grid: bool = True  # tokens form a square spatial grid (False: e.g. a sequence of video frames)
 
 
 @dataclass

@@ -41,6 +41,9 @@ class InputPromptConfig:
     def validate(self, visual: VisualSpec) -> None:
         if self.pool_mode not in ("max", "avg"):
             raise ConfigError(f"method.prompt.pool_mode={self.pool_mode!r}: expected max or avg")
+        if self.pool_size and not visual.grid:
+            raise ConfigError(f"method.prompt.pool_size={self.pool_size} pools a 2D grid, but this vision config gives "
+                              "a sequence of tokens (vision.grid=false); set method.prompt.pool_size=null")
         if self.pool_size is not None and self.pool_size <= 0:
             raise ConfigError(f"method.prompt.pool_size={self.pool_size} must be positive (or null for no pooling)")
         if self.pool_size and pooled_tokens(visual.num_tokens, self.pool_size) > visual.num_tokens:

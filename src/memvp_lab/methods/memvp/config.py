@@ -51,6 +51,9 @@ class MemVPConfig(MethodConfig):
         """Raises ``ConfigError`` naming the key to change."""
         if self.pool_mode not in ("max", "avg"):
             raise ConfigError(f"method.pool_mode={self.pool_mode!r}: expected max or avg")
+        if self.pool_size and not visual.grid:
+            raise ConfigError(f"method.pool_size={self.pool_size} pools a 2D grid, but this vision config gives a "
+                              "sequence of tokens (vision.grid=false); set method.pool_size=null")
         if self.pool_size is not None and (self.pool_size <= 0 or self.pool_size ** 2 > visual.num_tokens):
             raise ConfigError(f"method.pool_size={self.pool_size} must be positive with pool_size^2 <= the "
                               f"{visual.num_tokens} visual tokens (or null for no pooling)")

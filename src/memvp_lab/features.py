@@ -1,0 +1,84 @@
+"""Extract visual features from a folder of images, or consolidate per-image feature files.
+
+    python -m memvp_lab.features extract --vision clip_rn101 --images /data/coco/val2014 \\
+        --out /data/datasets/COCO/clip_features/data_clip_RN101_att
+    python -m memvp_lab.features extract --vision clip_vit_l14 --images /data/scienceqa/images \\
+        --pattern "*/*/image.png" --id-from parent --out /data/scienceqa/features/clip_vit_l14.h5
+    python -m memvp_lab.features consolidate --src <dir of <img_id>.h5> --out all.h5
+
+``--vision`` names a config of ``conf/vision`` (its ``encoder`` node builds the timm model; hub
+weights where available, ``--weights random`` for a dry run). Output: a ``.h5`` path gives one
+consolidated file, anything else a directory of ``<img_id>.h5`` files (the layout CLIP features
+are shipped in). Both are resumable: images already extracted are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from memvp_lab.data.features import consolidate, extract_features
+from memvp_lab.paths import config_dir
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def find_images(folder: Path, pattern: str, id_from: str) -> dict[str, Path]:
+    """image id -> path; the id is the file stem or the parent folder's name (ScienceQA)."""
+    paths = sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
+    images: dict[str, Path] = {}
+    for p in paths:
+        key = p.stem if id_from == "stem" else p.parent.name
+        if key in images:
+            raise ValueError(f"two images have id {key!r}: {images[key]} and {p}; choose --id-from")
+        images[key] = p
+    return images
+
+
+def vision_encoder(name: str, weights: str | None, overrides: list[str]):
+    extra = [f"vision.encoder.weights={weights}"] if weights else []
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"vision={name}", "vision.adapters=null", *extra, *overrides])
+    return lambda: instantiate(cfg.vision.encoder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m memvp_lab.features", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("extract", help="run a vision encoder over a folder of images")
+    ex.add_argument("--vision", required=True, help="config name in conf/vision (clip_rn101, clip_vit_l14, ...)")
+    ex.add_argument("--images", required=True, type=Path, help="folder searched with --pattern")
+    ex.add_argument("--out", required=True, type=Path, help="a .h5 file or a directory of <img_id>.h5")
+    ex.add_argument("--pattern", default="**/*", help="glob under --images (default: every image, recursively)")
+    ex.add_argument("--id-from", choices=("stem", "parent"), default="stem", help="image id: file stem or folder name")
+    ex.add_argument("--batch-size", type=int, default=32)
+    ex.add_argument("--weights", choices=("timm", "random", "efficientnet_lite0_wheel"), default=None)
+    ex.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. vision.image_size=336")
+    co = sub.add_parser("consolidate", help="copy per-image <img_id>.h5 files into one .h5 file")
+    co.add_argument("--src", required=True, type=Path)
+    co.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "consolidate":
+        if not args.src.is_dir():
+            parser.error(f"--src {args.src} is not a directory")
+        print(consolidate(args.src, args.out))
+        return 0
+    if not args.images.is_dir():
+        parser.error(f"--images {args.images} is not a directory")
+    images = find_images(args.images, args.pattern, args.id_from)
+    if not images:
+        parser.error(f"no {'/'.join(IMAGE_SUFFIXES)} images match {args.pattern!r} under {args.images}")
+    out = extract_features(vision_encoder(args.vision, args.weights, args.overrides), images, args.out,
+                           batch_size=args.batch_size)
+    print(f"{len(images)} images -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
