@@ -110,3 +110,45 @@ def test_caption_metric_gathers_then_scores_the_corpus():
 @pytest.mark.slow
 def test_meteor_runs_offline():
     assert 0.0 < caption_scores(PREDS, REFS)["meteor"] < 1.0
+
+
+def _ddp_worker(rank: int, world: int, port: int, queue) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        records = GatheredRecords()
+        grouped = GroupedMean(groups=["A"])
+        if rank == 0:
+            records.add([{"p": "zero"}, {"p": "two, longer"}], [0, 2])
+            grouped.add([1.0, 0.0], [["A"], []], [0, 2])
+        else:  # index 2 again: a distributed sampler's padding repeat
+            records.add([{"p": "one ü"}, {"p": "two, longer"}, {"p": "three"}], [1, 2, 3])
+            grouped.add([1.0, 0.0, 1.0], [["A"], [], ["A"]], [1, 2, 3])
+        queue.put((rank, records.compute(), {k: float(v) for k, v in grouped.compute().items()}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_metrics_gather_across_two_processes_and_count_each_sample_once():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    for _, records, grouped in results:
+        assert records == [{"p": "zero"}, {"p": "one ü"}, {"p": "two, longer"}, {"p": "three"}]
+        assert grouped == {"overall": 0.75, "A": 1.0}
