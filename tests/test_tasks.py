@@ -39,6 +39,7 @@ def test_vqav2_trains_and_scores_with_official_answers(tmp_path):
     predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
     assert sorted(p["question_id"] for p in predictions) == list(range(3000, 3008))
     assert set(predictions[0]) == {"question_id", "answer"}  # the VQA challenge format
+    assert (tmp_path / "run" / "predictions_val.json").exists()
 
 
 def test_gqa_reads_two_feature_roots_and_scores_exact_match(tmp_path):

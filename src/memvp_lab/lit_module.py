@@ -95,31 +95,15 @@ class VisionLanguageTask(L.LightningModule):
         self.log_dict({f"{split}/{k}": float(v) for k, v in values.items()}, prog_bar=False)
         evaluator.reset()
 
-    def validation_step(self, batch: VLBatch, batch_idx: int) -> None:
-        self._evaluate("val", batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_scores("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._predictions = []
-
-    def test_step(self, batch: VLBatch, batch_idx: int) -> None:
-        if batch_idx == 0:
-            self._flops_batch = batch  # measured after the timed test loop
-        preds = self._evaluate("test", batch)
+    def _record(self, batch: VLBatch, preds: list[str]) -> None:
         rows = [{"question_id": q, "prediction": a} for q, a in zip(batch.question_ids, preds)]
         for row, n in zip(rows, batch.num_choices or []):
             row["num_choices"] = n
         self._predictions.extend(rows)
 
-    def on_test_epoch_end(self) -> None:
-        self._log_scores("test")
-        if self.flops_samples > 0 and self._flops_batch is not None:
-            self.lm_flops_per_sample = measure_lm_flops(self.model, self._flops_batch, self.flops_samples)
-            self.log("flops/lm_gflops_per_sample", self.lm_flops_per_sample / 1e9)
-            self._flops_batch = None
-        predictions = self._predictions
+    def _write_predictions(self, split: str) -> None:
+        """``predictions_<split>.json`` in the task's official format (rank 0, all ranks gathered)."""
+        predictions, self._predictions = self._predictions, []
         if dist.is_available() and dist.is_initialized():
             gathered: list = [None] * dist.get_world_size()
             dist.all_gather_object(gathered, predictions)
@@ -128,5 +112,35 @@ class VisionLanguageTask(L.LightningModule):
         unique = {p["question_id"]: p for p in predictions}
         if self.predictions_dir is not None and self.trainer.is_global_zero:
             self.predictions_dir.mkdir(parents=True, exist_ok=True)
-            submission = self.evaluators["test"].submission(list(unique.values()))
-            (self.predictions_dir / "predictions_test.json").write_text(json.dumps(submission))
+            submission = self.evaluators[split].submission(list(unique.values()))
+            path = self.predictions_dir / f"predictions_{split}.json"
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(submission))
+            tmp.replace(path)
+
+    def on_validation_epoch_start(self) -> None:
+        self._predictions = []
+
+    def validation_step(self, batch: VLBatch, batch_idx: int) -> None:
+        self._record(batch, self._evaluate("val", batch))
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val")
+        if not self.trainer.sanity_checking:
+            self._write_predictions("val")  # the latest validation's answers
+
+    def on_test_epoch_start(self) -> None:
+        self._predictions = []
+
+    def test_step(self, batch: VLBatch, batch_idx: int) -> None:
+        if batch_idx == 0:
+            self._flops_batch = batch  # measured after the timed test loop
+        self._record(batch, self._evaluate("test", batch))
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
+        if self.flops_samples > 0 and self._flops_batch is not None:
+            self.lm_flops_per_sample = measure_lm_flops(self.model, self._flops_batch, self.flops_samples)
+            self.log("flops/lm_gflops_per_sample", self.lm_flops_per_sample / 1e9)
+            self._flops_batch = None
+        self._write_predictions("test")
