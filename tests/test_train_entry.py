@@ -18,7 +18,7 @@ from memvp_lab.config.errors import ConfigError
 from memvp_lab.train import train
 from wandb_records import config_keys, history_keys
 
-REQUIRED = ("test/vqa_score", "params/trainable", "params/total", "flops/lm_gflops_per_sample",
+REQUIRED = ("test/vqa_score", "params/trainable", "params/total", "flops/lm_gflops_per_sample", "memory/peak_rss_gb",
             "time/train_s_per_step", "time/eval_s_per_batch")
 
 

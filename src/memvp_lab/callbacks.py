@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import resource
 import statistics
+import sys
 import time
 
 import lightning as L
+import torch
 
 
 class StepTimer(L.Callback):
@@ -38,9 +41,18 @@ class StepTimer(L.Callback):
         return statistics.median(kept) if kept else None
 
     def summary(self) -> dict[str, float]:
-        out = {}
+        out = peak_memory()
         if (v := self._median(self.train_times)) is not None:
             out["time/train_s_per_step"] = v
         if (v := self._median(self.test_times)) is not None:
             out["time/eval_s_per_batch"] = v
         return out
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak memory of this process so far: resident set size (CPU) and CUDA allocations (GB)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    out = {"memory/peak_rss_gb": rss / (2**30 if sys.platform == "darwin" else 2**20)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["memory/peak_cuda_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return out

@@ -29,6 +29,7 @@ def format_summary(cfg: DictConfig, metrics: dict[str, float], primary: str, bre
         ("LM GFLOPs / sample", _fmt(metrics.get("flops/lm_gflops_per_sample"), ".3f")),
         ("train s / step", _fmt(metrics.get("time/train_s_per_step"), ".3f")),
         ("eval s / batch", _fmt(metrics.get("time/eval_s_per_batch"), ".3f")),
+        ("peak memory (RSS)", _fmt(metrics.get("memory/peak_rss_gb"), ".2f") + " GB"),
     ]
     width = max(len(k) for k, _ in rows)
     line = "=" * (width + 3 + max(len(v) for _, v in rows))

@@ -62,7 +62,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update({"params/trainable": counts["trainable"], "params/total": counts["total"]})
         metrics.update(timer.summary())
         for logger in loggers:
-            logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("params/", "time/"))})
+            logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("params/", "time/", "memory/"))})
         if trainer.is_global_zero:  # every DDP rank runs train(); one writes the run's files
             if cfg.get("save_trainable", True):
                 save_trainable(model, out_dir / "trainable", method, base_model=backbone.source)
