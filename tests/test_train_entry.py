@@ -164,3 +164,10 @@ def test_every_method_trains_through_the_entry_point(method, backbone, data_dir,
     assert results["flops/lm_gflops_per_sample"] > 0 and 0.0 <= metrics["test/vqa_score"] <= 1.0
     meta = json.loads((tmp_path / "trainable" / "trainable.json").read_text())
     assert meta["method"] == method and meta["parameters"] == results["params/trainable"]
+
+
+def test_skip_existing_leaves_a_finished_run_alone(data_dir, tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"test/vqa_score": 0.5, "config": {}}))
+    metrics = train(make_config(tiny_overrides("tiny_llama", data_dir, "skip_existing=true"), tmp_path))
+    assert metrics == {"test/vqa_score": 0.5}
+    assert not (tmp_path / "csv").exists()  # nothing ran

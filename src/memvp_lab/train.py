@@ -6,6 +6,7 @@ point around it. Every object is built from a ``_target_`` in the composed confi
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -38,6 +39,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Builds everything from ``cfg``, trains, tests, writes ``results.json``; returns the metrics."""
     method_and_visual(cfg)  # fails on a bad config before anything is written or loaded
     out_dir = Path(cfg.paths.output_dir)
+    if cfg.get("skip_existing") and (out_dir / "results.json").exists():
+        log.info("%s already holds results.json: skipped (skip_existing=false runs it again)", out_dir)
+        record = json.loads((out_dir / "results.json").read_text())
+        return {k: v for k, v in record.items() if isinstance(v, (int, float))}
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))

@@ -40,18 +40,22 @@ class VLDataModule(L.LightningDataModule):
         max_prompt_tokens, max_target_tokens: tokenisation limits.
         skip_missing_images: drop (and count) samples whose image has no features instead of
             stopping with an error that names the first such image.
+        standardize_features: scale every feature channel to zero mean and unit variance with
+            statistics of the training images (the same transform for every split).
         backbone, visual: set by the training entry point.
     """
 
     def __init__(self, root: str, features: str | Sequence[str] | None, prompt: str, batch_size: int, eval_batch_size: int,
                  num_workers: int, preload_features: bool, max_prompt_tokens: int, max_target_tokens: int,
-                 backbone: Backbone, visual: VisualSpec, skip_missing_images: bool = False) -> None:
+                 backbone: Backbone, visual: VisualSpec, skip_missing_images: bool = False,
+                 standardize_features: bool = False) -> None:
         super().__init__()
         self.root = Path(root)
         self.features_paths = [features] if isinstance(features, str) else list(features or [])
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.preload_features = preload_features
         self.skip_missing_images = skip_missing_images
+        self.standardize_features = standardize_features
         self.visual = visual
         self.collate = VLCollator(backbone, prompt, max_prompt_tokens, max_target_tokens)
         self.datasets: dict[str, Dataset] = {}
@@ -78,6 +82,10 @@ class VLDataModule(L.LightningDataModule):
                    if e.get("img_id") is not None]
             store.preload(ids)
             log.info("preloaded features of %d images", len(set(ids)))
+        if self.standardize_features and store is not None:
+            train_ids = sorted({e["img_id"] for part in _parts(datasets["train"]) for e in part.entries
+                                if e.get("img_id") is not None})
+            store.standardize(train_ids)
         self.datasets = datasets
         log.info("data: %s", {k: len(v) for k, v in datasets.items()})
 

@@ -129,7 +129,21 @@ class FeatureSources:
         return any(img_id in s for s in self.stores)
 
     def get(self, img_id: str) -> np.ndarray:
-        return self._store_for(img_id).get(img_id)
+        array = self._store_for(img_id).get(img_id)
+        if self._scale is not None:
+            return ((array.astype(np.float32) - self._scale[0]) / self._scale[1]).astype(np.float32)
+        return array
+
+    _scale: tuple[np.ndarray, np.ndarray] | None = None
+
+    def standardize(self, img_ids: Sequence[str], max_images: int = 2000) -> None:
+        """From now on, ``get`` returns features standardised per channel with the mean and
+        standard deviation over (at most ``max_images`` evenly spaced of) ``img_ids``."""
+        ids = list(img_ids)[:: max(1, len(img_ids) // max_images)]
+        if not ids:
+            raise FeatureError("no training images to compute feature statistics from")
+        stacked = np.concatenate([self._store_for(i).get(i).astype(np.float32) for i in ids])
+        self._scale = (stacked.mean(axis=0), stacked.std(axis=0) + 1e-6)
 
     def preload(self, img_ids: Iterable[str]) -> None:
         by_store: dict[int, list[str]] = {}
