@@ -16,7 +16,7 @@ from omegaconf.errors import ValidationError
 from conftest import TINY_DATA, make_config, tiny_overrides
 from memvp_lab.config.errors import ConfigError
 from memvp_lab.train import train
-from wandb_records import config_keys, history_keys
+from wandb_records import config_keys, history_keys, run_info
 
 REQUIRED = ("test/vqa_score", "params/trainable", "params/total", "flops/lm_gflops_per_sample", "memory/peak_rss_gb",
             "time/train_s_per_step", "time/eval_s_per_batch")
@@ -82,6 +82,9 @@ def test_wandb_offline_run_records_metrics(data_dir, tmp_path):
     for key in ("val/vqa_score", "test/vqa_score", "flops/lm_gflops_per_sample", "params/trainable", "train/loss"):
         assert key in keys
     assert {"method", "backbone", "task"} <= config_keys(runs[0])
+    # Outside a Hydra run: the fallback name and group; the job type is the method.
+    assert run_info(runs[0]) == {"name": "shapes_vqa-memvp-tiny_llama-seed0", "group": "shapes_vqa-tiny_llama",
+                                 "job_type": "memvp"}
     import wandb
 
     assert wandb.run is None  # finished: the next job of a multirun gets its own run
@@ -171,3 +174,16 @@ def test_skip_existing_leaves_a_finished_run_alone(data_dir, tmp_path):
     metrics = train(make_config(tiny_overrides("tiny_llama", data_dir, "skip_existing=true"), tmp_path))
     assert metrics == {"test/vqa_score": 0.5}
     assert not (tmp_path / "csv").exists()  # nothing ran
+
+
+@pytest.mark.slow
+def test_cli_multirun_logs_one_wandb_run_per_job_grouped_by_sweep(data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    overrides = [o for o in tiny_overrides("tiny_llama", data_dir) if not o.startswith("logger=")]
+    proc = _cli(["-m", *overrides, "logger=wandb", "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    infos = [run_info(next((sweep / str(i) / "wandb").glob("offline-run-*/run-*.wandb"))) for i in (0, 1)]
+    assert {i["group"] for i in infos} == {"shapes_vqa-tiny_llama/sweep"}  # one group for the sweep
+    assert all(i["job_type"] == "memvp" for i in infos)
+    assert [("seed=0" in i["name"], "seed=1" in i["name"]) for i in infos] == [(True, False), (False, True)]
+    assert all("backbone=tiny_llama" in i["name"] and "paths." not in i["name"] for i in infos)

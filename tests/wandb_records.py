@@ -60,3 +60,11 @@ def config_keys(path: Path) -> set[str]:
         if record.WhichOneof("record_type") == "config":
             keys.update(item.key or "/".join(item.nested_key) for item in record.config.update)
     return keys
+
+
+def run_info(path: Path) -> dict[str, str]:
+    """The run's display name, group and job type, as the file records them."""
+    for record in read_records(path):
+        if record.WhichOneof("record_type") == "run":
+            return {"name": record.run.display_name, "group": record.run.run_group, "job_type": record.run.job_type}
+    raise ValueError(f"{path} has no run record")

@@ -34,6 +34,39 @@ if not OmegaConf.has_resolver("pid"):
     # Part of every run folder name: two runs started in the same second never share a folder.
     OmegaConf.register_new_resolver("pid", lambda: os.getpid())
 
+# Overrides that do not say what a run is (where it writes, how it logs) stay out of run names.
+_NOT_IN_NAMES = ("hydra.", "paths.", "logger", "trainer.enable_progress_bar", "experiment=")
+
+
+def _hydra_config():
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def run_name(fallback: str) -> str:
+    """The run's overrides (``method=lora,seed=1``), or ``fallback`` when it has none."""
+    hc = _hydra_config()
+    overrides = [o for o in (hc.overrides.task if hc else []) if not o.startswith(_NOT_IN_NAMES)]
+    return ",".join(sorted(overrides)) or fallback
+
+
+def sweep_group(experiment: str | None, fallback: str) -> str:
+    """The experiment's name (or ``fallback``), plus the sweep folder's name in a multirun: one
+    group per sweep."""
+    from hydra.types import RunMode
+
+    prefix = experiment or fallback
+    hc = _hydra_config()
+    if hc is not None and hc.mode == RunMode.MULTIRUN:
+        return f"{prefix}/{Path(hc.sweep.dir).name}"
+    return prefix
+
+
+for _name, _fn in (("run_name", run_name), ("sweep_group", sweep_group)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _fn)
+
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Builds everything from ``cfg``, trains, tests, writes ``results.json``; returns the metrics."""
