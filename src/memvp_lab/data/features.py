@@ -118,6 +118,7 @@ class FeatureSources:
         if not paths:
             raise FeatureError("no feature path given")
         self.stores = [FeatureStore(p, num_tokens, dim) for p in paths]
+        self._scale: tuple[np.ndarray, np.ndarray] | None = None  # per-channel (mean, std), see standardize
 
     def _store_for(self, img_id: str) -> FeatureStore:
         for store in self.stores[:-1]:
@@ -133,8 +134,6 @@ class FeatureSources:
         if self._scale is not None:
             return ((array.astype(np.float32) - self._scale[0]) / self._scale[1]).astype(np.float32)
         return array
-
-    _scale: tuple[np.ndarray, np.ndarray] | None = None
 
     def standardize(self, img_ids: Sequence[str], max_images: int = 2000) -> None:
         """From now on, ``get`` returns features standardised per channel with the mean and
@@ -213,28 +212,15 @@ def extract_features(
         if not todo:
             return out_file
         log.info("extracting features of %d images into %s", len(todo), out_file)
-        if not isinstance(encoder, torch.nn.Module):
-            encoder = encoder()
-        run = None
-        for start in tqdm(range(0, len(todo), batch_size), desc="features", unit="batch"):
-            ids = todo[start:start + batch_size]
-            images = torch.stack([load_image(image_paths[i], encoder.image_size) for i in ids])
-            with torch.inference_mode():
-                if run is None:
-                    run = _traced(encoder, images) if trace else encoder
-                tokens = run(images).float().numpy().astype(np.float16)
+        for ids, tokens in _encoded_batches(encoder, image_paths, todo, batch_size, trace):
             for img_id, feats in zip(ids, tokens):
                 f.create_dataset(f"{img_id}/features", data=feats)
             f.flush()
     return out_file
 
 
-def _extract_per_image(encoder, image_paths: dict[str, Path], out_dir: Path, batch_size: int, trace: bool) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [i for i in sorted(image_paths) if not (out_dir / f"{i}.h5").exists()]
-    if not todo:
-        return out_dir
-    log.info("extracting features of %d images into %s/<img_id>.h5", len(todo), out_dir)
+def _encoded_batches(encoder, image_paths: dict[str, Path], todo: list[str], batch_size: int, trace: bool):
+    """Yields (image ids, float16 features) batch by batch, with a progress bar."""
     if not isinstance(encoder, torch.nn.Module):
         encoder = encoder()
     run = None
@@ -244,7 +230,16 @@ def _extract_per_image(encoder, image_paths: dict[str, Path], out_dir: Path, bat
         with torch.inference_mode():
             if run is None:
                 run = _traced(encoder, images) if trace else encoder
-            tokens = run(images).float().numpy().astype(np.float16)
+            yield ids, run(images).float().numpy().astype(np.float16)
+
+
+def _extract_per_image(encoder, image_paths: dict[str, Path], out_dir: Path, batch_size: int, trace: bool) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in sorted(image_paths) if not (out_dir / f"{i}.h5").exists()]
+    if not todo:
+        return out_dir
+    log.info("extracting features of %d images into %s/<img_id>.h5", len(todo), out_dir)
+    for ids, tokens in _encoded_batches(encoder, image_paths, todo, batch_size, trace):
         for img_id, feats in zip(ids, tokens):
             tmp = out_dir / f".{img_id}.h5.tmp"
             with h5py.File(tmp, "w") as f:  # written aside, then renamed: no half-written file remains
