@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 import memvp_lab
 from memvp_lab.model import VisionLanguageModel
+from memvp_lab.paths import write_text_atomic
 
 TENSORS = "trainable.safetensors"
 META = "trainable.json"
@@ -62,9 +63,7 @@ def save_trainable(model: VisionLanguageModel, directory: str | Path, method=Non
     tmp = directory / f".{TENSORS}.tmp{os.getpid()}"
     save_file(tensors, str(tmp))
     tmp.replace(directory / TENSORS)
-    tmp = directory / f".{META}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    tmp.replace(directory / META)
+    write_text_atomic(directory / META, json.dumps(meta, indent=2, default=str))
     return directory
 
 

@@ -53,9 +53,10 @@ class Evaluator(nn.Module):
         return [{"question_id": r["question_id"], "answer": r["prediction"]} for r in rows]
 
 
-def _floats(values: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:
-    out = {prefix: float(values.pop("overall"))}
-    out.update({f"{prefix}/{metric_key(k)}": float(v) for k, v in values.items()})
+def _floats(values: dict[str, torch.Tensor], prefix: str, overall: bool = True) -> dict[str, float]:
+    """``{prefix: overall, prefix/<group>: ...}`` as floats (``overall=False`` leaves it out)."""
+    out = {prefix: float(values.pop("overall"))} if overall else {}
+    out.update({f"{prefix}/{metric_key(k)}": float(v) for k, v in values.items() if k != "overall"})
     return out
 
 
@@ -77,9 +78,7 @@ class VQAEvaluator(Evaluator):
 
     def compute(self):
         out = _floats(self.by_question_type.compute(), "vqa_score")
-        by_atype = self.by_answer_type.compute()
-        by_atype.pop("overall")
-        out.update({f"vqa_score/answer_type/{metric_key(k)}": float(v) for k, v in by_atype.items()})
+        out.update(_floats(self.by_answer_type.compute(), "vqa_score/answer_type", overall=False))
         return out
 
 
@@ -124,9 +123,6 @@ class ChoiceEvaluator(Evaluator):
 
     def compute(self):
         return _floats(self.accuracy.compute(), "accuracy")
-
-    def submission(self, rows):
-        return [{"question_id": r["question_id"], "answer": r["prediction"]} for r in rows]
 
 
 class ScienceQAEvaluator(ChoiceEvaluator):

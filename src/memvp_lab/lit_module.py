@@ -17,6 +17,7 @@ from memvp_lab.flops import measure_lm_flops
 from memvp_lab.methods.base import MethodConfig, Schedule
 from memvp_lab.evaluation import Evaluator, VQAEvaluator
 from memvp_lab.model import VisionLanguageModel
+from memvp_lab.paths import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +114,7 @@ class VisionLanguageTask(L.LightningModule):
         if self.predictions_dir is not None and self.trainer.is_global_zero:
             self.predictions_dir.mkdir(parents=True, exist_ok=True)
             submission = self.evaluators[split].submission(list(unique.values()))
-            path = self.predictions_dir / f"predictions_{split}.json"
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(submission))
-            tmp.replace(path)
+            write_text_atomic(self.predictions_dir / f"predictions_{split}.json", json.dumps(submission))
 
     def on_validation_epoch_start(self) -> None:
         self._predictions = []

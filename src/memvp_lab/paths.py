@@ -1,4 +1,4 @@
-"""Where the framework's config files are."""
+"""Where the framework's config files are, and how its result files are written."""
 
 from __future__ import annotations
 
@@ -15,4 +15,14 @@ def config_dir() -> Path:
             f"memvp_lab's config directory was not found at {path}. Install the package from a checkout "
             "(`pip install -e .`) or point MEMVP_LAB_CONF at a copy of the repository's conf/ directory."
         )
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Writes ``text`` beside ``path`` and renames it into place: a reader (or a run killed
+    mid-write) never sees a half-written file, and a previous complete file stays until then."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
     return path

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from memvp_lab.paths import write_text_atomic
+
 PACKAGES = ("memvp_lab", "torch", "transformers", "lightning", "hydra-core", "timm", "torchmetrics", "wandb")
 
 
@@ -51,7 +53,5 @@ def write_results(path: Path, metrics: dict[str, float], cfg: DictConfig | None)
         "config": OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(record, indent=2, default=str))
     return record
