@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 register_schemas()
 if not OmegaConf.has_resolver("pid"):
     # Part of every run folder name: two runs started in the same second never share a folder.
-    OmegaConf.register_new_resolver("pid", lambda: os.getpid())
+    OmegaConf.register_new_resolver("pid", lambda: os.getpid(), use_cache=True)
 
 # Overrides that do not say what a run is (where it writes, how it logs) stay out of run names.
 _NOT_IN_NAMES = ("hydra.", "paths.", "logger", "trainer.enable_progress_bar", "experiment=")
