@@ -6,9 +6,11 @@ import resource
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class StepTimer(L.Callback):
@@ -56,3 +58,26 @@ def peak_memory() -> dict[str, float]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["memory/peak_cuda_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return out
+
+
+def checkpoint_callbacks(options, directory: Path) -> list[ModelCheckpoint]:
+    """Checkpoint writers from the ``checkpoint`` config (none when it is null or disabled).
+
+    Each checkpoint holds the trainable tensors only, plus optimizer, scheduler, loop and RNG
+    state (see ``VisionLanguageTask.on_save_checkpoint``); ``last.ckpt`` is the newest, the one
+    ``resume`` continues from. Epoch checkpoints are kept (``epoch=E-step=S.ckpt``); step
+    checkpoints (mid-epoch resume points) replace each other.
+    """
+    if not options or not options.get("enabled", True):
+        return []
+    callbacks = []
+    if options.get("every_n_epochs"):
+        callbacks.append(ModelCheckpoint(dirpath=directory, filename="epoch={epoch}-step={step}",
+                                         auto_insert_metric_name=False, every_n_epochs=options.every_n_epochs,
+                                         save_on_train_epoch_end=True, save_top_k=-1, save_last=True,
+                                         enable_version_counter=False))
+    if options.get("every_n_train_steps"):
+        callbacks.append(ModelCheckpoint(dirpath=directory, filename="latest-step", every_n_train_steps=
+                                         options.every_n_train_steps, save_top_k=1, save_last=True,
+                                         enable_version_counter=False))
+    return callbacks

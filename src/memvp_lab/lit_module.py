@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 
 from memvp_lab.batch import VLBatch
+from memvp_lab.checkpoint import CheckpointMismatch
+from memvp_lab.rng import restore_rng_states, rng_states
 from memvp_lab.flops import measure_lm_flops
 from memvp_lab.methods.base import MethodConfig, Schedule
 from memvp_lab.evaluation import Evaluator, VQAEvaluator
@@ -59,6 +61,9 @@ class VisionLanguageTask(L.LightningModule):
         self.lm_flops_per_sample: float | None = None
         self._predictions: list[dict] = []
         self._flops_batch: VLBatch | None = None
+        # Checkpoints hold only the trainable tensors (see on_save_checkpoint); on_load_checkpoint
+        # checks them against the model itself, so Lightning's own key check is relaxed.
+        self.strict_loading = False
         # Pretrained models load in eval mode; as in any PEFT run, the frozen LM's own dropout is
         # active while training (Lightning switches to eval for evaluation and back).
         self.train()
@@ -83,6 +88,36 @@ class VisionLanguageTask(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, m.warmup_steps, total, m.schedule, m.min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --------------------------------------------------------------- checkpoints
+    def _trainable_keys(self) -> set[str]:
+        return {f"model.{name}" for name, _ in self.model.trainable_named_parameters()}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keeps the trainable tensors only (the frozen model comes from its own weights) and adds
+        what an exact resume needs: the random generators and how far into its epoch training got."""
+        keep = self._trainable_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        checkpoint["memvp_lab"] = {
+            "rng": rng_states(),
+            "data_position": {"epoch": self.current_epoch, "batches": progress.processed},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        expected, found = self._trainable_keys(), set(checkpoint["state_dict"])
+        if expected != found:
+            missing, unexpected = sorted(expected - found), sorted(found - expected)
+            raise CheckpointMismatch(
+                f"the checkpoint does not fit this model (another method or config?): missing {len(missing)} "
+                f"trainable tensors {missing[:3]}, unexpected {len(unexpected)} {unexpected[:3]}")
+        state = checkpoint.get("memvp_lab")
+        if state is None or self._trainer is None:
+            return
+        restore_rng_states(state["rng"])
+        datamodule = self.trainer.datamodule
+        if hasattr(datamodule, "resume_at"):
+            datamodule.resume_at(**state["data_position"])
 
     # ---------------------------------------------------------------- evaluation
     def _evaluate(self, split: str, batch: VLBatch) -> list[str]:

@@ -9,21 +9,24 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
+import warnings
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from memvp_lab.callbacks import StepTimer
+from memvp_lab.callbacks import StepTimer, checkpoint_callbacks
 from memvp_lab.checkpoint import save_trainable
+from memvp_lab.config.errors import ConfigError
 from memvp_lab.config.schemas import register_schemas
 from memvp_lab.factory import build, build_model, method_and_visual
 from memvp_lab.lit_module import VisionLanguageTask
 from memvp_lab.loggers import build_loggers, finish_loggers
-from memvp_lab.paths import config_dir
+from memvp_lab.paths import config_dir, write_text_atomic
 from memvp_lab.results import write_results
 from memvp_lab.summary import format_summary
 
@@ -63,15 +66,83 @@ def sweep_group(experiment: str | None, fallback: str) -> str:
     return prefix
 
 
+# Lightning cannot see that the training loader resumes mid-epoch (ResumableSampler, positioned by
+# VisionLanguageTask.on_load_checkpoint) and would warn that it does not.
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+
 for _name, _fn in (("run_name", run_name), ("sweep_group", sweep_group)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
 
 
+CHECKPOINTS = "checkpoints"
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint in ``<run_dir>/checkpoints/`` that loads (a run killed while writing
+    one leaves it truncated, or ``last.ckpt`` not yet updated)."""
+    import torch
+
+    candidates = sorted((run_dir / CHECKPOINTS).glob("*.ckpt"), key=lambda f: f.stat().st_mtime, reverse=True)
+    for path in candidates:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable file is skipped, with the reason
+            log.warning("skipping unreadable checkpoint %s: %s", path, error)
+            continue
+        return path
+    return None
+
+
+def resume_point(resume, out_dir: Path) -> tuple[Path | None, Path]:
+    """The checkpoint to continue from and the run folder it belongs to.
+
+    ``resume``: null (start fresh), true (this run folder's newest checkpoint, if any: a sweep
+    rerun with ``resume=true`` continues killed cells and starts the others), a run folder or a
+    ``.ckpt`` file.
+    """
+    if resume is None or resume is False:
+        return None, out_dir
+    if resume is True:
+        ckpt = latest_checkpoint(out_dir)
+        if ckpt is None:
+            log.info("resume=true: %s has no checkpoint yet, starting from the beginning", out_dir)
+        return ckpt, out_dir
+    path = Path(str(resume)).expanduser()
+    if path.is_file():
+        return path, path.parent.parent if path.parent.name == CHECKPOINTS else path.parent
+    if not path.is_dir():
+        raise ConfigError(f"resume={resume}: no such run folder or checkpoint file")
+    run_dir = path.parent if path.name == CHECKPOINTS else path
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise ConfigError(f"resume={resume}: no loadable checkpoint in {run_dir / CHECKPOINTS} (checkpoints "
+                          "are written there during training)")
+    return ckpt, run_dir
+
+
+def wandb_run_id(cfg: DictConfig, run_dir: Path) -> None:
+    """Gives the W&B logger the run folder's W&B run id, created on the first start and reused when
+    the run resumes, so a resumed run continues the same W&B run."""
+    node = (cfg.get("logger") or {}).get("wandb")
+    if node is None or node.get("id"):
+        return
+    id_file = run_dir / "wandb_run_id"
+    if not id_file.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(id_file, secrets.token_hex(4))  # W&B run ids: letters and digits
+    with open_dict(node):
+        node.id = id_file.read_text().strip()
+        node.resume = "allow"
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Builds everything from ``cfg``, trains, tests, writes ``results.json``; returns the metrics."""
     method_and_visual(cfg)  # fails on a bad config before anything is written or loaded
-    out_dir = Path(cfg.paths.output_dir)
+    ckpt_path, out_dir = resume_point(cfg.get("resume"), Path(cfg.paths.output_dir))
+    if ckpt_path is not None:
+        log.info("resuming %s from %s", out_dir, ckpt_path)
+        cfg.paths.output_dir = str(out_dir)  # logs, checkpoints and results continue in the run's folder
     if cfg.get("skip_existing") and (out_dir / "results.json").exists():
         log.info("%s already holds results.json: skipped (skip_existing=false runs it again)", out_dir)
         record = json.loads((out_dir / "results.json").read_text())
@@ -83,17 +154,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     built = build_model(cfg)
     method, visual, backbone, model = built.method, built.visual, built.backbone, built.model
-    datamodule = build(cfg.task.data, _partial_=True)(backbone=backbone, visual=visual)
+    datamodule = build(cfg.task.data, _partial_=True)(backbone=backbone, visual=visual, shuffle_seed=cfg.seed)
     evaluator = build(cfg.task.evaluator, _partial_=True)
     task = VisionLanguageTask(
         model, method, evaluator=evaluator, generation=OmegaConf.to_container(cfg.task.generation),
         flops_samples=cfg.flops_samples, predictions_dir=str(out_dir),
     )
     timer = StepTimer()
+    saving = checkpoint_callbacks(cfg.get("checkpoint"), out_dir / CHECKPOINTS)
+    wandb_run_id(cfg, out_dir)
     loggers = build_loggers(cfg)
     try:
-        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[timer])
-        trainer.fit(task, datamodule=datamodule)
+        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[timer, *saving],
+                              enable_checkpointing=bool(saving))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         trainer.test(task, datamodule=datamodule, verbose=False)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         counts = model.parameter_counts()

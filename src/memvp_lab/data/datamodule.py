@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from memvp_lab.backbones.base import Backbone
 from memvp_lab.data.collate import VLCollator
 from memvp_lab.data.features import FeatureError, FeatureSources
+from memvp_lab.data.sampling import EpochKeyedDataset, ResumableSampler
 from memvp_lab.methods.base import VisualSpec
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,14 @@ class VLDataModule(L.LightningDataModule):
             stopping with an error that names the first such image.
         standardize_features: scale every feature channel to zero mean and unit variance with
             statistics of the training images (the same transform for every split).
+        shuffle_seed: seeds the training order and a sample's random choices (with the epoch).
         backbone, visual: set by the training entry point.
     """
 
     def __init__(self, root: str, features: str | Sequence[str] | None, prompt: str, batch_size: int, eval_batch_size: int,
                  num_workers: int, preload_features: bool, max_prompt_tokens: int, max_target_tokens: int,
                  backbone: Backbone, visual: VisualSpec, skip_missing_images: bool = False,
-                 standardize_features: bool = False) -> None:
+                 standardize_features: bool = False, shuffle_seed: int = 0) -> None:
         super().__init__()
         self.root = Path(root)
         self.features_paths = [features] if isinstance(features, str) else list(features or [])
@@ -56,6 +59,8 @@ class VLDataModule(L.LightningDataModule):
         self.preload_features = preload_features
         self.skip_missing_images = skip_missing_images
         self.standardize_features = standardize_features
+        self.shuffle_seed = shuffle_seed
+        self._resume: tuple[int, int] | None = None
         self.visual = visual
         self.collate = VLCollator(backbone, prompt, max_prompt_tokens, max_target_tokens)
         self.datasets: dict[str, Dataset] = {}
@@ -115,15 +120,29 @@ class VLDataModule(L.LightningDataModule):
         if self._store is not None:
             self._store.close()
 
-    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+    def resume_at(self, epoch: int, batches: int) -> None:
+        """The next training loader starts ``epoch`` after its first ``batches`` batches (per process)."""
+        self._resume = (epoch, batches)
+
+    def _loader(self, dataset: Dataset, batch_size: int, sampler=None) -> DataLoader:
+        # A loader-owned generator: creating an iterator never draws from the global torch RNG, so
+        # dropout masks do not depend on when loaders were (re)created, e.g. after a resume.
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=self.collate,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.shuffle_seed))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size)
+        trainer = self.trainer
+        sampler = ResumableSampler(self.datasets["train"], num_replicas=trainer.world_size if trainer else 1,
+                                   rank=trainer.global_rank if trainer else 0, seed=self.shuffle_seed)
+        if self._resume is not None:
+            epoch, batches = self._resume
+            sampler.resume(epoch, min(batches * self.batch_size, sampler.num_samples))
+            self._resume = None
+        return self._loader(EpochKeyedDataset(self.datasets["train"], self.shuffle_seed), self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False, self.eval_batch_size)
+        return self._loader(self.datasets["val"], self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False, self.eval_batch_size)
+        return self._loader(self.datasets["test"], self.eval_batch_size)
