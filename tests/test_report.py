@@ -11,12 +11,20 @@ import pytest
 from memvp_lab.report import main
 
 
-def _result(root: Path, backbone: str, method: str, task: str, seed: int, metrics: dict, experiment="table1") -> None:
-    folder = root / backbone / method / task / f"seed{seed}"
+def _result(root: Path, backbone: str, method: str, task: str, seed: int, metrics: dict, experiment="table1",
+            method_fields: dict | None = None, **config_fields) -> None:
+    """A results.json as a run writes it: metrics + the resolved config (only the keys reports read)."""
+    folder = root / backbone / method / "-".join(f"{k}{v}" for k, v in {**(method_fields or {}), **config_fields}.items())
+    folder = folder / task / f"seed{seed}"
     folder.mkdir(parents=True)
-    config = {"experiment_name": experiment, "backbone": {"name": backbone}, "method": {"name": method},
-              "task": {"name": task}, "seed": seed}
+    config = {"experiment_name": experiment, "backbone": {"name": backbone},
+              "method": {"name": method, **(method_fields or {})}, "task": {"name": task}, "seed": seed,
+              **config_fields}
     (folder / "results.json").write_text(json.dumps({**metrics, "config": config}))
+
+
+def _row(markdown: str, key: str) -> str:
+    return next(l for l in markdown.splitlines() if l.startswith(f"| {key} |"))
 
 
 def test_table1_report_means_stds_paper_values_and_missing_cells(tmp_path, capsys):
@@ -41,3 +49,88 @@ def test_table1_report_means_stds_paper_values_and_missing_cells(tmp_path, capsy
 def test_unknown_experiment_is_named(capsys):
     assert main(["no_such_table"]) == 2
     assert "no_such_table" in capsys.readouterr().err
+
+
+def test_table4_rows_are_keyed_by_a_dotted_config_key(tmp_path):
+    runs = tmp_path / "runs"
+    scores = {"test/accuracy": 0.85, "test/accuracy/IMG": 0.76, "params/trainable": 3_281_920}
+    _result(runs, "llama_7b", "memvp", "scienceqa", 0, scores, "table4", {"ablation": "no_visual"})
+    _result(runs, "llama_7b", "memvp", "scienceqa", 0, {"test/accuracy": 0.9301, "params/trainable": 3_870_848},
+            "table4", {"ablation": "none"})
+    _result(runs, "llama_7b", "memvp", "scienceqa", 1, {"test/accuracy": 0.9321, "params/trainable": 3_870_848},
+            "table4", {"ablation": "none"})
+    assert main(["table4", "--results", str(runs), "--out", str(tmp_path / "out")]) == 0
+    markdown = (tmp_path / "out" / "table4.md").read_text()
+    assert markdown.splitlines()[2] == "| method.ablation | Average | IMG | #Trainable (M) |"
+    no_visual = _row(markdown, "no_visual")
+    assert "85.00 (n=1) [paper 85.33, -0.33]" in no_visual and "76.00 (n=1) [paper 76.05, -0.05]" in no_visual
+    assert "3.28 (n=1) [paper 3.3, -0.02]" in no_visual
+    none = _row(markdown, "none")
+    assert "93.11 ± 0.14 (n=2) [paper 93.07, +0.04]" in none
+    assert "missing [paper 92.36]" in none  # the runs logged no IMG accuracy: missing, not zero
+    assert "missing [paper 89.01]" in _row(markdown, "global_feature")
+    assert [l.split(" |")[0][2:] for l in markdown.splitlines()[4:10]] == [
+        "none", "no_visual", "global_feature", "concat_position", "keys_only", "values_only"]  # the paper's order
+    assert "Notes:" in markdown and "LaVIN" in markdown
+    rows = list(csv.DictReader((tmp_path / "out" / "table4.csv").open()))
+    cell = next(r for r in rows if r["row"] == "none" and r["column"] == "Average")
+    assert float(cell["mean"]) == pytest.approx(93.11) and float(cell["difference"]) == pytest.approx(0.04)
+
+
+def test_table3_reads_the_runs_of_table2(tmp_path):
+    runs = tmp_path / "runs"
+    timings = {"time/train_s_per_step": 0.31, "time/eval_s_per_batch": 2.0, "test/accuracy": 0.93,
+               "params/trainable": 3_870_848}
+    _result(runs, "llama_7b", "memvp", "scienceqa", 0, timings, "table2")
+    _result(runs, "llama_7b", "llava_lora", "scienceqa", 0, {"time/train_s_per_step": 9.0}, "table3")  # not table2's
+    assert main(["table3", "--results", str(runs), "--out", str(tmp_path / "out")]) == 0
+    markdown = (tmp_path / "out" / "table3.md").read_text()
+    memvp = _row(markdown, "llama_7b/memvp")
+    assert "0.31 (n=1) [paper 0.28, +0.03]" in memvp and "2.00 (n=1) [paper 1.88, +0.12]" in memvp
+    assert "93.00 (n=1) [paper 93.07, -0.07]" in memvp and "3.87 (n=1) [paper 3.9, -0.03]" in memvp
+    assert "missing [paper 0.49]" in _row(markdown, "llama_7b/llava_lora")
+    assert not (tmp_path / "out" / "table3.png").exists()  # no plot declared
+
+
+def _fig4_runs(runs: Path) -> None:
+    # (method, pool_size) -> (vqa score, gqa accuracy, cider, vqav2 / gqa / coco GFLOPs)
+    cells = {("vl_pet", 2): (0.60, 0.50, 1.05, 2.0, 2.5, 3.5), ("vl_pet", 6): (0.65, 0.54, 1.20, 5.0, 5.5, 6.5),
+             ("memvp", None): (0.66, 0.55, 1.19, 1.3, 1.9, 2.9)}
+    for (method, pool), (vqa, gqa, cider, *flops) in cells.items():
+        for task, metric, score, gflops in (("vqav2", "test/vqa_score", vqa, flops[0]),
+                                            ("gqa", "test/accuracy", gqa, flops[1]),
+                                            ("coco_caption", "test/cider", cider, flops[2])):
+            _result(runs, "bart_base", method, task, 0, {metric: score, "flops/lm_gflops_per_sample": gflops},
+                    "fig4_pooling", pool_size=pool)
+    _result(runs, "bart_base", "memvp", "vqav2", 0, {"test/vqa_score": 0.6, "flops/lm_gflops_per_sample": 1.2},
+            "fig4_pooling", pool_size=4)  # one task of three: no point yet
+
+
+def test_fig4_report_plots_average_score_against_flops(tmp_path):
+    from memvp_lab.report import build_table, load_runs, paper_spec, plot_points
+
+    runs = tmp_path / "runs"
+    _fig4_runs(runs)
+    assert main(["fig4_pooling", "--results", str(runs), "--out", str(tmp_path / "out")]) == 0
+    png = tmp_path / "out" / "fig4_pooling.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    markdown = (tmp_path / "out" / "fig4_pooling.md").read_text()
+    assert "![" in markdown and "(fig4_pooling.png)" in markdown
+    assert markdown.splitlines()[2].startswith("| method/pool_size | VQAv2 VQA score")
+    assert "65.00 (n=1) [paper 65.3, -0.30]" in _row(markdown, "vl_pet/6")
+    assert "55.00 (n=1) [paper 55.1, -0.10]" in _row(markdown, "memvp/null")
+    assert "| vl_pet/2 | 60.00 (n=1) | 50.00 (n=1) | 105.00 (n=1) |" in markdown  # no paper value for it
+
+    spec = paper_spec("fig4_pooling")
+    points = plot_points(spec, build_table(spec, load_runs([runs], "fig4_pooling")))
+    ours = {s: [(round(x, 4), round(y, 4), label) for x, y, label in p] for s, p in points["ours"].items()}
+    assert ours == {"vl_pet": [(2.6667, 71.6667, "pool_size=2"), (5.6667, 79.6667, "pool_size=6")],
+                    "memvp": [(2.0333, 80.0, "pool_size=null")]}  # memvp/4 ran one task only: no point
+    paper = {s: [(round(x, 4), round(y, 4), label) for x, y, label in p] for s, p in points["paper"].items()}
+    assert paper == {"vl_pet": [(5.7, 79.8333, "pool_size=6")], "memvp": [(1.9333, 80.1667, "pool_size=null")]}  # Table 1's averages
+
+
+def test_fig4_report_without_runs_still_draws_the_paper_points(tmp_path):
+    assert main(["fig4_pooling", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "fig4_pooling.png").stat().st_size > 5_000
+    assert "| memvp/1 | missing | missing |" in (tmp_path / "out" / "fig4_pooling.md").read_text()

@@ -3,10 +3,15 @@
     python -m memvp_lab.report table1                       # reads multirun/ and outputs/
     python -m memvp_lab.report table1 --results /runs --out reports/
 
-Runs belong to an experiment by their ``experiment_name``; a table cell is the mean and standard
-deviation over the runs (seeds) of its row (``backbone/method``) and column (task + metric),
-shown beside the paper's value from ``experiments/<name>.paper.json`` and the difference.
-Cells without runs say ``missing`` (never 0). Writes ``<out>/<name>.md`` and ``<name>.csv``.
+Runs belong to an experiment by their ``experiment_name`` (the json's ``experiment_name`` when a
+table reads the runs of another experiment, e.g. Table 3's timings come from Table 2's runs); a
+table cell is the mean and standard deviation over the runs (seeds) of its row and column (task +
+metric), shown beside the paper's value from ``experiments/<name>.paper.json`` and the difference.
+A row is named by the config keys in ``rows``: a config group gives its ``name`` (``backbone``),
+a dotted key its value (``method.ablation``; null shown as ``null``). Cells without runs say
+``missing`` (never 0). Writes ``<out>/<name>.md`` and ``<name>.csv``; when the json declares a
+``plot`` (``{"x": metric(s), "y": metric(s), "series": row key}``), also ``<out>/<name>.png``:
+one point per row, the mean of its columns of those metrics, measured beside the paper's.
 """
 
 from __future__ import annotations
@@ -58,9 +63,18 @@ def load_runs(roots: list[Path], experiment: str) -> list[dict]:
     return runs
 
 
+def _row_value(cfg: dict, field: str) -> str:
+    """A config group's ``name`` (``backbone``) or a dotted key's value (``method.ablation``)."""
+    value = cfg
+    for part in field.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, dict):
+        value = value.get("name")
+    return "null" if value is None else str(value)
+
+
 def _row_key(record: dict, fields: list[str]) -> str:
-    cfg = record["config"]
-    return "/".join(str(cfg[f]["name"] if isinstance(cfg.get(f), dict) else cfg.get(f)) for f in fields)
+    return "/".join(_row_value(record["config"], f) for f in fields)
 
 
 def build_table(spec: dict, runs: list[dict]) -> dict[str, list[Cell]]:
@@ -78,23 +92,100 @@ def build_table(spec: dict, runs: list[dict]) -> dict[str, list[Cell]]:
     return rows
 
 
-def _fmt(cell: Cell) -> str:
+def _fmt(cell: Cell, compare: bool = True) -> str:
     if not cell.values:
         ours = "missing"
     else:
         ours = f"{cell.mean:.2f}" + (f" ± {cell.std:.2f}" if len(cell.values) > 1 else "") + f" (n={len(cell.values)})"
     if cell.paper is None:
         return ours
-    diff = "" if cell.mean is None else f", {cell.mean - cell.paper:+.2f}"
+    diff = "" if cell.mean is None or not compare else f", {cell.mean - cell.paper:+.2f}"
     return f"{ours} [paper {cell.paper:g}{diff}]"
+
+
+def _compares(spec: dict) -> bool:
+    """False for a CPU-scale reproduction: the paper's full-scale values are shown for reference,
+    never subtracted from ours."""
+    return not spec.get("paper_for_reference_only", False)
 
 
 def render_markdown(spec: dict, rows: dict[str, list[Cell]]) -> str:
     head = " | ".join(["/".join(spec["rows"]), *(c["label"] for c in spec["columns"])])
     lines = [f"**{spec['title']}**", "", f"| {head} |", "|" + "---|" * (len(spec["columns"]) + 1)]
-    lines += [f"| {key} | " + " | ".join(_fmt(c) for c in cells) + " |" for key, cells in rows.items()]
-    lines += ["", "Cells: ours as mean ± std over runs (n), [paper value, ours - paper]; `missing`: no run yet."]
+    compare = _compares(spec)
+    lines += [f"| {key} | " + " | ".join(_fmt(c, compare) for c in cells) + " |" for key, cells in rows.items()]
+    legend = "[paper value, ours - paper]" if compare else "[the paper's full-scale value, for reference only]"
+    lines += ["", f"Cells: ours as mean ± std over runs (n), {legend}; `missing`: no run yet."]
+    notes = spec.get("notes") or []
+    lines += ["", "Notes:", *(f"- {n}" for n in ([notes] if isinstance(notes, str) else notes))] if notes else []
     return "\n".join(lines)
+
+
+def _metrics(axis: str | list[str]) -> list[str]:
+    return [axis] if isinstance(axis, str) else list(axis)
+
+
+def plot_points(spec: dict, rows: dict[str, list[Cell]]) -> dict[str, dict[str, list[tuple[float, float, str]]]]:
+    """``{"ours" | "paper": {series: [(x, y, label), ...]}}`` for the json's ``plot``.
+
+    A row's x (y) is the mean of its columns whose metric is ``plot.x`` (``plot.y``, one key or a
+    list: e.g. the average score over three tasks); a row without a value in one of those columns
+    has no point. ``series`` (a ``rows`` field) groups the points; the other fields label them
+    (``pool_size=6``).
+    """
+    plot = spec["plot"]
+    xs, ys = _metrics(plot["x"]), _metrics(plot["y"])
+    series_at = spec["rows"].index(plot["series"]) if plot.get("series") else None
+    out: dict[str, dict[str, list[tuple[float, float, str]]]] = {"ours": {}, "paper": {}}
+    for key, cells in rows.items():
+        parts = key.split("/")
+        series = parts[series_at] if series_at is not None and len(parts) == len(spec["rows"]) else "all"
+        label = ", ".join(f"{field}={p}" for i, (field, p) in enumerate(zip(spec["rows"], parts)) if i != series_at)
+        for which, value in (("ours", lambda c: c.mean), ("paper", lambda c: c.paper)):
+            point = []
+            for metrics in (xs, ys):
+                values = [value(c) for column, c in zip(spec["columns"], cells) if column["metric"] in metrics]
+                point.append(statistics.fmean(values) if values and None not in values else None)
+            if None not in point:
+                out[which].setdefault(series, []).append((point[0], point[1], label))
+    for by_series in out.values():
+        for points in by_series.values():
+            points.sort()
+    return out
+
+
+def write_plot(path: Path, spec: dict, rows: dict[str, list[Cell]]) -> dict:
+    """The json's ``plot`` as a PNG (matplotlib's Agg canvas, no display needed); returns the points."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    plot, points = spec["plot"], plot_points(spec, rows)
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    names = list(dict.fromkeys([*points["ours"], *points["paper"]]))
+    for i, name in enumerate(names):
+        color = f"C{i}"
+        for which, style in (("ours", dict(marker="o", linestyle="-")),
+                             ("paper", dict(marker="s", linestyle="--", markerfacecolor="none"))):
+            series = points[which].get(name, [])
+            if not series:
+                continue
+            x, y, labels = zip(*series)
+            ax.plot(x, y, color=color, label=f"{name} ({which})", **style)
+            for xi, yi, text in zip(x, y, labels):
+                if text:
+                    ax.annotate(text, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+    if not names:
+        ax.text(0.5, 0.5, "no complete point yet (see the table)", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(plot.get("x_label") or ", ".join(_metrics(plot["x"])))
+    ax.set_ylabel(plot.get("y_label") or ", ".join(_metrics(plot["y"])))
+    ax.set_title(plot.get("title") or spec["title"], fontsize=9, wrap=True)
+    ax.grid(alpha=0.3)
+    if names:
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+    return points
 
 
 def write_csv(path: Path, spec: dict, rows: dict[str, list[Cell]]) -> None:
@@ -103,7 +194,7 @@ def write_csv(path: Path, spec: dict, rows: dict[str, list[Cell]]) -> None:
         writer.writerow(["row", "column", "mean", "std", "n", "paper", "difference"])
         for key, cells in rows.items():
             for column, cell in zip(spec["columns"], cells):
-                diff = None if cell.mean is None or cell.paper is None else cell.mean - cell.paper
+                diff = None if cell.mean is None or cell.paper is None or not _compares(spec) else cell.mean - cell.paper
                 writer.writerow([key, column["label"], cell.mean, cell.std, len(cell.values), cell.paper, diff])
 
 
@@ -119,9 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rows = build_table(spec, load_runs(args.results, args.experiment))
+    rows = build_table(spec, load_runs(args.results, spec.get("experiment_name", args.experiment)))
     args.out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(spec, rows)
+    if spec.get("plot"):
+        write_plot(args.out / f"{args.experiment}.png", spec, rows)
+        markdown += f"\n\n![{spec['title']}]({args.experiment}.png)"
     (args.out / f"{args.experiment}.md").write_text(markdown + "\n")
     write_csv(args.out / f"{args.experiment}.csv", spec, rows)
     print(markdown)

@@ -1,0 +1,248 @@
+"""The paper reproductions in experiments/: every job of every sweep composes and validates, each
+paper json names rows its sweeps produce and metrics runs really write, and the Makefile runs them."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from enum import Enum
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+import memvp_lab.train  # noqa: F401  (registers the resolvers a run's config uses)
+from conftest import REPO, make_config
+from memvp_lab.evaluation import CaptionEvaluator
+from memvp_lab.factory import method_and_visual
+from memvp_lab.paper_numbers import TRAINABLE_M
+from memvp_lab.paths import config_dir
+from memvp_lab.report import _row_key, paper_spec
+from memvp_lab.results import write_results
+
+EXPERIMENTS = REPO / "experiments"
+NAMES = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
+REPORTS = sorted(p.name.removesuffix(".paper.json") for p in EXPERIMENTS.glob("*.paper.json"))
+NO_PAPER_JSON: set[str] = set()  # experiments without paper numbers (none today)
+# Metrics every run writes besides its task's scores (train.py, callbacks.py, lit_module.py).
+RUN_KEYS = {"params/trainable", "params/total", "flops/lm_gflops_per_sample", "time/train_s_per_step",
+            "time/eval_s_per_batch", "memory/peak_rss_gb", "memory/peak_cuda_gb"}
+RUN_KEY_SOURCES = ("train.py", "callbacks.py", "lit_module.py")
+
+
+def sweep_jobs(experiment: str) -> list[list[str]]:
+    """The overrides of every job ``python -m memvp_lab.train -m experiment=<experiment>`` launches,
+    expanded by Hydra's basic sweeper from the file's ``hydra.sweeper.params``."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    (jobs,) = BasicSweeper.split_arguments(overrides, max_batch_size=None)
+    return [[f"experiment={experiment}", *job] for job in jobs]
+
+
+@functools.lru_cache(maxsize=None)
+def composed(experiment: str, root: str) -> tuple[tuple[tuple[str, ...], dict], ...]:
+    """(overrides, the config as results.json records it) of every job of ``experiment``'s sweep."""
+    out = []
+    for i, job in enumerate(sweep_jobs(experiment)):
+        cfg = make_config(job, output_dir=Path(root) / experiment / str(i))
+        method_and_visual(cfg)  # the start-up checks of a real run: raises ConfigError naming the key
+        path = Path(cfg.paths.output_dir) / "results.json"
+        write_results(path, {}, cfg)
+        out.append((tuple(job), json.loads(path.read_text())["config"]))
+    return tuple(out)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("experiments"))
+
+
+def runs_name(report: str) -> str:
+    return paper_spec(report).get("experiment_name", report)
+
+
+def feeding(report: str, root: str) -> list[str]:
+    """The experiment files whose runs fill ``report``'s table."""
+    return [n for n in NAMES if composed(n, root)[0][1]["experiment_name"] == runs_name(report)]
+
+
+def _value(value) -> str:
+    value = value.value if isinstance(value, Enum) else value
+    return "null" if value is None else str(value)
+
+
+@pytest.mark.parametrize("experiment", NAMES)
+def test_every_job_of_every_sweep_composes_validates_and_sets_its_overrides(experiment, root):
+    jobs = composed(experiment, root)
+    assert len(jobs) == len(sweep_jobs(experiment)) >= 2
+    for job, config in jobs:
+        cfg = OmegaConf.create(config)
+        assert config["experiment_name"], job
+        for override in job[1:]:
+            key, value = override.split("=", 1)
+            if (config_dir() / key).is_dir():  # a config group: the chosen file names itself
+                assert config[key]["name"] == value, override
+            else:
+                assert _value(OmegaConf.select(cfg, key)) == value, override
+    # Sweeps never run one job twice (each job writes its own run folder).
+    assert len({job for job, _ in jobs}) == len(jobs)
+
+
+@pytest.mark.parametrize("experiment", NAMES)
+def test_every_experiment_file_says_how_to_run_and_report_it(experiment, root):
+    text = (EXPERIMENTS / f"{experiment}.yaml").read_text()
+    lines = [l for l in text.splitlines() if not l.startswith("# @package")]
+    assert lines[0].startswith("# ") and len(lines[0]) <= 100
+    comments = [l for l in lines if l.startswith("#")]
+    assert any(f"python -m memvp_lab.train -m experiment={experiment}" in l for l in comments)
+    reports = [r for r in REPORTS if experiment in feeding(r, root)]
+    assert reports or experiment in NO_PAPER_JSON
+    for report in [experiment] if experiment in REPORTS else reports:  # its own table, else those it joins
+        assert any(f"python -m memvp_lab.report {report}" in l for l in comments), report
+
+
+@pytest.mark.parametrize("report", REPORTS)
+def test_paper_json_is_well_formed(report):
+    spec = json.loads((EXPERIMENTS / f"{report}.paper.json").read_text())
+    assert spec["title"] and spec["rows"] and spec["cells"]
+    for column in spec["columns"]:
+        assert set(column) == {"task", "metric", "label", "scale"}, column
+        assert column["scale"] in (1, 100, 1e-6)
+    assert len({c["label"] for c in spec["columns"]}) == len(spec["columns"])
+    for key, values in spec["cells"].items():
+        assert len(key.split("/")) == len(spec["rows"]), key
+        assert len(values) == len(spec["columns"]), key
+        assert all(v is None or isinstance(v, (int, float)) for v in values), key
+    assert any(v is not None for values in spec["cells"].values() for v in values)
+    if "plot" in spec:
+        metrics = {c["metric"] for c in spec["columns"]}
+        for axis in ("x", "y"):
+            assert set([spec["plot"][axis]] if isinstance(spec["plot"][axis], str) else spec["plot"][axis]) <= metrics
+        assert spec["plot"]["series"] in spec["rows"]
+
+
+@pytest.mark.parametrize("report", REPORTS)
+def test_paper_rows_are_exactly_the_rows_the_sweeps_produce(report, root):
+    spec = paper_spec(report)
+    experiments = feeding(report, root)
+    assert experiments, f"no experiment file runs {runs_name(report)!r}"
+    configs = [config for e in experiments for _, config in composed(e, root)]
+    produced = {_row_key({"config": c}, spec["rows"]) for c in configs}
+    assert produced == set(spec["cells"])
+    tasks = {c["task"]["name"] for c in configs}
+    assert {column["task"] for column in spec["columns"]} == tasks
+
+
+def _task_metric_keys(task: str) -> set[str]:
+    evaluator = instantiate(make_config([f"task={task}"]).task.evaluator)
+    if isinstance(evaluator, CaptionEvaluator):  # sibling metrics: test/cider, test/bleu4, ...
+        return {f"test/{k}" for k in (evaluator.primary, *evaluator.breakdown)}
+    return {f"test/{evaluator.primary}", *(f"test/{evaluator.primary}/{b}" for b in evaluator.breakdown)}
+
+
+def test_paper_columns_name_metrics_runs_write():
+    sources = "\n".join((REPO / "src" / "memvp_lab" / f).read_text() for f in RUN_KEY_SOURCES)
+    assert all(f'"{key}"' in sources for key in RUN_KEYS)
+    for report in REPORTS:
+        for column in paper_spec(report)["columns"]:
+            assert column["metric"] in RUN_KEYS | _task_metric_keys(column["task"]), (report, column)
+    assert _task_metric_keys("scienceqa") == {"test/accuracy", *(f"test/accuracy/{c}" for c in (
+        "NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12"))}
+
+
+def _column(report: str, label: str) -> dict[str, float | None]:
+    spec = paper_spec(report)
+    i = [c["label"] for c in spec["columns"]].index(label)
+    return {key: values[i] for key, values in spec["cells"].items()}
+
+
+def test_paper_numbers_agree_across_tables():
+    # #Trainable as printed in Table 2 (memvp_lab.paper_numbers, checked by test_params).
+    for report in ("table2", "table3"):
+        for key, value in _column(report, "#Trainable (M)").items():
+            backbone, method = key.split("/")
+            assert value == TRAINABLE_M[backbone].get(method), (report, key)
+    assert _column("table4", "#Trainable (M)")["none"] == TRAINABLE_M["llama_7b"]["memvp"]
+    # Table 3's accuracy column is Table 2's average; Table 4's first row is Table 2's MemVP 7B.
+    assert _column("table3", "Accuracy (Table 2)") == _column("table2", "Average")
+    assert _column("table4", "Average")["none"] == _column("table2", "Average")["llama_7b/memvp"] == 93.07
+    assert _column("table4", "IMG")["none"] == _column("table2", "IMG")["llama_7b/memvp"] == 92.36
+    # Fig. 4's only numbers are Table 1's BART-base rows of the same setting.
+    table1, fig4 = paper_spec("table1")["cells"], paper_spec("fig4_pooling")["cells"]
+    assert fig4["vl_pet/6"] == table1["bart_base/vl_pet"] and fig4["memvp/null"] == table1["bart_base/memvp"]
+    assert sum(v is not None for values in fig4.values() for v in values) == 12
+    # Table 2: the paper's average is the accuracy over all categories, not their mean; spot values.
+    assert _column("table2", "G7-12") == {"llama_7b/memvp": 93.01, "llama_7b/llava_lora": 89.65,
+                                         "llama_13b/memvp": 94.07, "llama_13b/llava_lora": None}
+    assert _column("table8", "How2QA Acc") == {"lora": 69.4, "vl_adapter": 68.6, "vl_pet": 69.1, "memvp": 70.7}
+
+
+def test_llama_experiments_follow_paper_table7(root):
+    for experiment in ("table2", "table4"):
+        for job, config in composed(experiment, root):
+            method, data, trainer = config["method"], config["task"]["data"], config["trainer"]
+            assert data["batch_size"] * trainer["devices"] * trainer["accumulate_grad_batches"] == 32, job
+            assert trainer["max_epochs"] == 20 and method["lr"] == pytest.approx(9e-3 * 32 / 256), job
+            assert config["vision"]["name"] == "clip_vit_l14" and config["task"]["name"] == "scienceqa"
+            if method["name"] == "memvp":
+                assert method["lam"] == 0.01
+                assert method["n"] == {"llama_7b": 320, "llama_13b": 400}[config["backbone"]["name"]]
+            else:
+                assert (method["name"], method["r"]) == ("llava_lora", 6)
+    # Table 3 is Table 2's sweep: the same jobs, the same configs (but for this test's run folders).
+    def configs(experiment):
+        return [json.dumps(c).replace(f"{root}/{experiment}/", "<run dir>/") for _, c in composed(experiment, root)]
+
+    assert configs("table3") == configs("table2") and '"experiment_name": "table2"' in configs("table3")[0]
+
+
+def test_bart_experiments_follow_paper_table5(root):
+    for experiment, batch in (("table8", 64), ("table8_memvp", 64), ("fig4_pooling", 512), ("fig4_pooling_memvp", 512)):
+        for job, config in composed(experiment, root):
+            assert config["backbone"]["name"] == "bart_base" and config["trainer"]["max_epochs"] == 20, job
+            assert config["task"]["data"]["batch_size"] == batch and config["method"]["lr"] == 1e-3, job
+            if config["method"]["name"] == "memvp":
+                assert (config["method"]["n"], config["method"]["lam"]) == (240, 0.01)
+    pools = {(c["method"]["name"], c["pool_size"], c["method"].get("pool_size", c["method"].get("prompt", {}).get("pool_size")))
+             for e in ("fig4_pooling", "fig4_pooling_memvp") for _, c in composed(e, root)}
+    assert pools == {(m, p, p) for m in ("vl_pet", "memvp") for p in (1, 2, 4, 6, None)}
+
+
+def _make_targets() -> dict[str, tuple[str, list[str]]]:
+    """``target: (help text, recipe lines)`` of the Makefile."""
+    targets, current = {}, None
+    for line in (REPO / "Makefile").read_text().splitlines():
+        if m := re.match(r"^([a-zA-Z0-9_-]+):.*?## (.+)$", line):
+            current = m.group(1)
+            targets[current] = (m.group(2), [])
+        elif line.startswith("\t") and current:
+            targets[current][1].append(line.strip())
+        elif not line.strip():
+            current = None
+    return targets
+
+
+MAKE_TARGETS = {"table-1": "table1", "table-2": "table2", "table-3": "table3", "table-4": "table4",
+                "table-8": "table8", "fig-4": "fig4_pooling"}
+
+
+@pytest.mark.parametrize("target", MAKE_TARGETS)
+def test_make_targets_run_every_cell_then_report(target, root):
+    report, targets = MAKE_TARGETS[target], _make_targets()
+    phony = next(l for l in (REPO / "Makefile").read_text().splitlines() if l.startswith(".PHONY:")).split()
+    assert f"reproduce-{target}" in phony and f"report-{target}" in phony
+    _, recipe = targets[f"reproduce-{target}"]
+    assert recipe[-1] == f"$(PY) -m memvp_lab.report {report}"
+    assert targets[f"report-{target}"][1] == [f"$(PY) -m memvp_lab.report {report}"]
+    run = [re.search(r"-m experiment=(\S+)", l).group(1) for l in recipe if "memvp_lab.train -m" in l]
+    assert all(l.endswith("$(ARGS)") for l in recipe if "memvp_lab.train -m" in l)
+    spec = paper_spec(report)
+    produced = {_row_key({"config": c}, spec["rows"]) for e in run for _, c in composed(e, root)}
+    assert produced == set(spec["cells"])  # the recipe runs every row of the table
