@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from memvp_lab.report import main
+from memvp_lab.report import build_table, load_wandb_runs, main, paper_spec
 
 
 def _result(root: Path, backbone: str, method: str, task: str, seed: int, metrics: dict, experiment="table1",
@@ -134,3 +134,34 @@ def test_fig4_report_without_runs_still_draws_the_paper_points(tmp_path):
     assert main(["fig4_pooling", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "fig4_pooling.png").stat().st_size > 5_000
     assert "| memvp/1 | missing | missing |" in (tmp_path / "out" / "fig4_pooling.md").read_text()
+
+
+class _FakeWandbRun:
+    def __init__(self, summary: dict, config: dict) -> None:
+        self.summary, self.config = summary, config
+
+
+class _FakeWandbApi:
+    """What ``wandb.Api().runs`` returns: runs with a summary and the uploaded config."""
+
+    def __init__(self, runs: list[_FakeWandbRun]) -> None:
+        self._runs, self.calls = runs, []
+
+    def runs(self, path: str, filters: dict):
+        self.calls.append((path, filters))
+        return [r for r in self._runs if r.config.get("experiment_name") == filters["config.experiment_name"]]
+
+
+def test_wandb_runs_fill_the_same_cells_as_local_results():
+    config = {"experiment_name": "table1", "seed": 0, "backbone": {"name": "t5_base"},
+              "method": {"name": "memvp"}, "task": {"name": "gqa"}}
+    api = _FakeWandbApi([
+        _FakeWandbRun({"test/accuracy": 0.561, "_step": 40, "_runtime": 3.0, "note": "text"}, config),
+        _FakeWandbRun({"test/accuracy": 0.9}, {**config, "experiment_name": "table2"}),
+    ])
+    runs = load_wandb_runs("team/memvp_lab", "table1", api=api)
+    assert api.calls == [("team/memvp_lab", {"config.experiment_name": "table1"})]
+    assert runs == [{"test/accuracy": 0.561, "config": config}]  # internal and non-numeric keys dropped
+    rows = build_table(paper_spec("table1"), runs)
+    gqa = rows["t5_base/memvp"][1]
+    assert gqa.values == [pytest.approx(56.1)] and gqa.paper == 56.0

@@ -19,7 +19,7 @@ from memvp_lab.train import train
 from wandb_records import config_keys, history_keys, run_info
 
 REQUIRED = ("test/vqa_score", "params/trainable", "params/total", "flops/lm_gflops_per_sample", "memory/peak_rss_gb",
-            "time/train_s_per_step", "time/eval_s_per_batch")
+            "time/train_s_per_step", "time/eval_s_per_batch", "time/fit_wall_s", "time/test_wall_s")
 
 
 def _expected_trainable(d: int, n: int = 64, feature_dim: int = 256, hidden: int = 128) -> int:

@@ -14,17 +14,33 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class StepTimer(L.Callback):
-    """Wall-clock seconds per training step and per evaluation (test) batch.
+    """Wall-clock seconds per training step and per evaluation (test) batch, and in total.
 
-    The first ``warmup`` steps / batches are excluded (allocator and kernel warm-up); the
-    reported value is the median, robust to a stall caused by another process.
+    The first ``warmup`` steps / batches are excluded from the per-step values (allocator and
+    kernel warm-up), which are medians, robust to a stall caused by another process. The totals
+    cover the whole of ``fit`` (validation included; after a resume, the resumed part) and of
+    ``test``.
     """
 
     def __init__(self, warmup: int = 2) -> None:
         self.warmup = warmup
         self.train_times: list[float] = []
         self.test_times: list[float] = []
+        self.walls: dict[str, float] = {}
         self._t0 = 0.0
+        self._wall0 = 0.0
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._wall0 = time.perf_counter()
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.walls["time/fit_wall_s"] = time.perf_counter() - self._wall0
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._wall0 = time.perf_counter()
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self.walls["time/test_wall_s"] = time.perf_counter() - self._wall0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._t0 = time.perf_counter()
@@ -43,7 +59,7 @@ class StepTimer(L.Callback):
         return statistics.median(kept) if kept else None
 
     def summary(self) -> dict[str, float]:
-        out = peak_memory()
+        out = {**peak_memory(), **self.walls}
         if (v := self._median(self.train_times)) is not None:
             out["time/train_s_per_step"] = v
         if (v := self._median(self.test_times)) is not None:

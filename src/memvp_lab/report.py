@@ -2,6 +2,7 @@
 
     python -m memvp_lab.report table1                       # reads multirun/ and outputs/
     python -m memvp_lab.report table1 --results /runs --out reports/
+    python -m memvp_lab.report table1 --results --wandb my_team/memvp_lab   # runs logged to W&B
 
 Runs belong to an experiment by their ``experiment_name`` (the json's ``experiment_name`` when a
 table reads the runs of another experiment, e.g. Table 3's timings come from Table 2's runs); a
@@ -60,6 +61,21 @@ def load_runs(roots: list[Path], experiment: str) -> list[dict]:
                 continue  # a run still writing, or a foreign file
             if (record.get("config") or {}).get("experiment_name") == experiment:
                 runs.append(record)
+    return runs
+
+
+def load_wandb_runs(project: str, experiment: str, api=None) -> list[dict]:
+    """The runs of ``experiment`` in a W&B project (``entity/project``), as results.json-like records:
+    the run summary's metrics plus its uploaded config (needs network access and a W&B login)."""
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    runs = []
+    for run in api.runs(project, filters={"config.experiment_name": experiment}):
+        summary = dict(run.summary)
+        metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not k.startswith("_")}
+        runs.append({**metrics, "config": dict(run.config)})
     return runs
 
 
@@ -203,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("experiment", help="an experiment with paper numbers, e.g. table1")
     parser.add_argument("--results", nargs="*", type=Path, default=[Path("multirun"), Path("outputs")],
                         help="folders searched for results.json (default: multirun outputs)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", default=None,
+                        help="also read the experiment's runs from this W&B project (online)")
     parser.add_argument("--out", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     try:
@@ -210,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rows = build_table(spec, load_runs(args.results, spec.get("experiment_name", args.experiment)))
+    source = spec.get("experiment_name", args.experiment)
+    runs = load_runs(args.results, source)
+    if args.wandb:
+        runs += load_wandb_runs(args.wandb, source)
+    rows = build_table(spec, runs)
     args.out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(spec, rows)
     if spec.get("plot"):
