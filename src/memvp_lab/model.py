@@ -142,10 +142,14 @@ class VisionLanguageModel(nn.Module):
         return sums / counts
 
     @torch.no_grad()
-    def generate(self, batch: VLBatch, max_new_tokens: int, num_beams: int = 1) -> list[str]:
-        """Greedy (or beam) decoding of an answer per sample, special tokens removed."""
+    def generate(self, batch: VLBatch, max_new_tokens: int, num_beams: int = 1, **generate_kwargs) -> list[str]:
+        """Greedy (or beam) decoding of an answer per sample, special tokens removed.
+
+        ``generate_kwargs`` go to Hugging Face ``generate`` (e.g. ``min_new_tokens``).
+        """
         kwargs = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
-                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+                      **generate_kwargs)
         batch = self._with_visual(batch)
         with self._context(batch):
             inputs, _ = self.prompting.lm_inputs(self.lm, batch.prompt_ids, batch.prompt_mask, batch, generation=True)
