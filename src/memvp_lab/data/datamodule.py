@@ -66,6 +66,11 @@ class VLDataModule(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
         self._store: FeatureSources | None = None
 
+    @property
+    def feature_sources(self) -> FeatureSources | None:
+        """The opened feature files (after ``setup``); None when the task reads images instead."""
+        return self._store
+
     # ----------------------------------------------------------------- per task
     def build_datasets(self, store: FeatureSources) -> dict[str, Dataset]:
         """``{"train": ..., "val": ..., "test": ...}`` read from the task's files."""

@@ -130,7 +130,11 @@ class FeatureSources:
         return any(img_id in s for s in self.stores)
 
     def get(self, img_id: str) -> np.ndarray:
-        array = self._store_for(img_id).get(img_id)
+        return self.standardized(self._store_for(img_id).get(img_id))
+
+    def standardized(self, array: np.ndarray) -> np.ndarray:
+        """A (tokens, dim) feature array as ``get`` returns stored ones: standardised per channel
+        once ``standardize`` has run, unchanged before (features of an image not in the files)."""
         if self._scale is not None:
             return ((array.astype(np.float32) - self._scale[0]) / self._scale[1]).astype(np.float32)
         return array
