@@ -20,7 +20,7 @@ from conftest import make_config, tiny_overrides
 from memvp_lab.checkpoint import CheckpointMismatch
 from memvp_lab.config.errors import ConfigError
 from memvp_lab.data.sampling import EpochKeyedDataset, ResumableSampler
-from memvp_lab.train import train
+from memvp_lab.train import latest_checkpoint, train
 
 
 class _Draws(torch.utils.data.Dataset):
@@ -106,6 +106,24 @@ def _losses(run_dir: Path, version: int = 0) -> dict[int, str]:
 
 
 @pytest.mark.slow
+def test_latest_checkpoint_skips_a_truncated_or_corrupt_newest_file(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    good = folder / "epoch=0-step=5.ckpt"
+    torch.save({"state_dict": {"w": torch.arange(1000.0)}}, good)
+    blob = good.read_bytes()
+    truncated, corrupt = folder / "last.ckpt", folder / "latest-step.ckpt"
+    truncated.write_bytes(blob[: len(blob) // 2])
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2] ^= 0xFF  # inside the tensor data: the archive opens, its CRC fails
+    corrupt.write_bytes(bytes(flipped))
+    for age, path in enumerate((good, truncated, corrupt)):
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+    assert latest_checkpoint(tmp_path) == good
+    good.unlink()
+    assert latest_checkpoint(tmp_path) is None
+
+
 def test_sigkilled_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path):
     """SIGKILL mid-epoch after a step checkpoint; the resumed run ends bit-identical to a run that
     was never interrupted: same trained tensors, same per-step losses, same test metrics, and it

@@ -71,7 +71,7 @@ def synthetic_batch(model: VisionLanguageModel, lengths: Lengths, batch_size: in
 def input_visual_tokens(model: VisionLanguageModel, batch: VLBatch) -> int:
     """Visual tokens a method adds to the LM's input sequence (0 for MemVP and text-only)."""
     one = batch.sample(0)
-    with torch.no_grad(), model._context(one):
+    with torch.no_grad(), model.visual_context(one):
         inputs, prefix = model.prompting.lm_inputs(model.lm, one.input_ids, one.attention_mask, one,
                                                    generation=False)
     if "inputs_embeds" in inputs:

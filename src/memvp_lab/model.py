@@ -104,10 +104,11 @@ class VisionLanguageModel(nn.Module):
         return {"trainable": trainable, "total": total}
 
     # ---------------------------------------------------------------------- forward
-    def _context(self, batch: VLBatch) -> AbstractContextManager:
+    def visual_context(self, batch: VLBatch) -> AbstractContextManager:
+        """Active around every language-model call on ``batch`` (MemVP binds its visual memory here)."""
         return self.prompting.context(batch)
 
-    def _with_visual(self, batch: VLBatch) -> VLBatch:
+    def with_visual(self, batch: VLBatch) -> VLBatch:
         """Runs the on-the-fly vision tower, when there is one, to fill ``batch.visual``."""
         if self.vision_tower is None or batch.pixels is None:
             return batch
@@ -115,8 +116,8 @@ class VisionLanguageModel(nn.Module):
 
     def forward(self, batch: VLBatch) -> torch.Tensor:
         """Per-sample mean token cross-entropy of the targets, shape (B,)."""
-        batch = self._with_visual(batch)
-        with self._context(batch):
+        batch = self.with_visual(batch)
+        with self.visual_context(batch):
             inputs, prefix = self.prompting.lm_inputs(self.lm, batch.input_ids, batch.attention_mask, batch,
                                                       generation=False)
             if self.is_encoder_decoder:
@@ -150,8 +151,8 @@ class VisionLanguageModel(nn.Module):
         kwargs = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
                       **generate_kwargs)
-        batch = self._with_visual(batch)
-        with self._context(batch):
+        batch = self.with_visual(batch)
+        with self.visual_context(batch):
             inputs, _ = self.prompting.lm_inputs(self.lm, batch.prompt_ids, batch.prompt_mask, batch, generation=True)
             out = self.lm.generate(**inputs, **kwargs)
         if not self.is_encoder_decoder and "input_ids" in inputs:

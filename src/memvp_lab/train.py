@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import warnings
+import zipfile
 from pathlib import Path
 
 import hydra
@@ -79,16 +80,22 @@ CHECKPOINTS = "checkpoints"
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint in ``<run_dir>/checkpoints/`` that loads (a run killed while writing
-    one leaves it truncated, or ``last.ckpt`` not yet updated)."""
-    import torch
+    """The newest complete checkpoint in ``<run_dir>/checkpoints/`` (a run killed while writing
+    one leaves it truncated, or ``last.ckpt`` not yet updated).
 
+    A checkpoint is a zip archive (``torch.save``); it counts as complete when the archive opens
+    and every member passes its CRC check, which reads it once without unpickling it.
+    """
     candidates = sorted((run_dir / CHECKPOINTS).glob("*.ckpt"), key=lambda f: f.stat().st_mtime, reverse=True)
     for path in candidates:
         try:
-            torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable file is skipped, with the reason
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (OSError, zipfile.BadZipFile) as error:
             log.warning("skipping unreadable checkpoint %s: %s", path, error)
+            continue
+        if bad is not None:
+            log.warning("skipping corrupt checkpoint %s: member %s fails its CRC check", path, bad)
             continue
         return path
     return None

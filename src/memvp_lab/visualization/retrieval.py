@@ -78,7 +78,7 @@ def prompt_states(model: VisionLanguageModel, batch: VLBatch, *, memory: bool = 
 
     ``memory=False`` runs the plain language model (visual memory not bound).
     """
-    batch = model._with_visual(batch)
+    batch = model.with_visual(batch)
     prompting = model.prompting
     with torch.no_grad():
         if not memory:
