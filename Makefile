@@ -115,8 +115,12 @@ reproduce-mini-table-4: setup  ## Table 4 ablations on the embedded default, CPU
 report-mini-table-4: setup  ## Render the CPU-scale Table 4 (reports/mini_table4.md)
 	$(PY) -m memvp_lab.report mini_table4
 
-bench: setup  ## Efficiency benchmark: step time, activation memory, inference time, FLOPs side by side (bench/)
-	$(PY) -m memvp_lab.bench $(ARGS)
+BENCH_STUDIES ?= table1_flops,memvp_overhead,fig4_left,table3_smollm2,table3_llama7b_shape,fig2_text_length
+
+bench: setup  ## Efficiency studies (conf/study/): FLOPs, step time, memory vs the paper, ~10 min CPU (bench/latest/SUMMARY.md)
+	@sweep=bench/$$(date +%Y-%m-%d_%H-%M-%S); \
+	$(PY) -m memvp_lab.bench -m study=$(BENCH_STUDIES) hydra.sweep.dir=$$sweep $(ARGS) && \
+	$(PY) -m memvp_lab.benchmark.summary $$sweep
 
 visualize: setup  ## Fig. 5/6 heat maps for the newest `make demo` run: color/position/count questions (<run>/visualize/)
 	@run=$$(ls -d outputs/demo/*/ 2>/dev/null | sort -r | while read -r d; do \

@@ -1,22 +1,37 @@
-"""The efficiency benchmark on tiny models: exact input lengths, FLOPs counter vs Eq. 13-15,
-interleaved timing, and the result table."""
+"""The efficiency benchmarks: exact input lengths, FLOPs counter vs Eq. 13-15, the Table 1
+lengths derived from the paper, interleaved timing, and every study end to end on tiny models."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
 
 from conftest import make_config
-from memvp_lab.bench import (Lengths, analytic_flops, format_table, input_visual_tokens, interleaved, measured_flops,
-                             run, saved_activation_bytes, synthetic_batch)
+from memvp_lab.bench import run_study
+from memvp_lab.benchmark.flops_table import Shape, derive_lengths, paper_flops
+from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens, synthetic_batch, task_lengths, text_only
+from memvp_lab.benchmark.summary import summarize
+from memvp_lab.benchmark.measure import (analytic_flops, build, interleaved, measured_flops, memory_spec,
+                                         saved_activation_bytes)
 from memvp_lab.factory import build_model
 from memvp_lab.paths import config_dir
 
+TINY = ["vision=tiny_random"]
+
+
 def _built(backbone: str, method: str = "memvp"):
-    overrides = [f"backbone={backbone}", f"method={method}", "vision=tiny_random"]
+    overrides = [f"backbone={backbone}", f"method={method}", *TINY]
     if method == "memvp":
         overrides += ["method.n=64"] + (["method.layers=encoder"] if backbone != "tiny_llama" else [])
     return build_model(make_config(overrides))
+
+
+def _study(name: str, *overrides: str):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="bench", overrides=[f"study={name}", *overrides]).study
 
 
 @pytest.mark.parametrize("backbone", ["tiny_llama", "tiny_t5"])
@@ -36,9 +51,12 @@ def test_memvp_flops_counter_equals_eq_13_15_and_input_space_adds_visual_tokens(
     batch = synthetic_batch(memvp.model, lengths, 2, memvp.visual.feature_dim)
     assert input_visual_tokens(memvp.model, batch) == 0
     assert measured_flops(memvp.model, batch) == analytic_flops(memvp.model, lengths, batch)
+    # on the text alone the memory term is gone, in both counts
+    text = text_only(batch)
+    assert measured_flops(memvp.model, text) == analytic_flops(memvp.model, lengths, text) < measured_flops(memvp.model, batch)
     llava = _built("tiny_llama", "llava_lora")
     batch = synthetic_batch(llava.model, lengths, 2, llava.visual.feature_dim)
-    assert input_visual_tokens(llava.model, batch) == 49
+    assert input_visual_tokens(llava.model, batch) == 49 and input_visual_tokens(llava.model, text_only(batch)) == 0
     measured, analytic = measured_flops(llava.model, batch), analytic_flops(llava.model, lengths, batch)
     # The formula leaves LoRA's low-rank products out; they are a few percent of the LM's work.
     assert analytic < measured < 1.1 * analytic
@@ -59,18 +77,93 @@ def test_interleaved_takes_turns_and_drops_warmup_rounds():
     assert calls == ["a", "b"] * 3 and {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2}
 
 
-def test_run_reports_every_method_with_ratios_to_the_reference(tmp_path):
+def test_task_configs_store_lengths_and_a_missing_one_is_named():
+    cfg = make_config(["task=vqav2"])
+    assert task_lengths(cfg.task, 49) == Lengths(10, 1, 49)
+    with open_dict(cfg):
+        del cfg.task["lengths"]
+    with pytest.raises(ValueError, match="conf/task/vqav2.yaml"):
+        task_lengths(cfg.task, 49)
+
+
+def test_table1_lengths_follow_from_the_full_fine_tuning_row_and_predict_memvp():
+    """The stored VQAv2 / GQA / COCO lengths are what the paper's full fine-tuning FLOPs imply on
+    BART-base and T5-base; from them the analytic count gives MemVP's FLOPs within 10%."""
+    paper = paper_flops("table1")
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="bench", overrides=[
-            "methods=[memvp,llava_lora]", "reference=llava_lora", "rounds=1", "warmup=0",
-            "train_batch_size=2", "eval_batch_size=2", "lengths.prompt=7", "lengths.answer=2",
-            "model_overrides=['backbone=tiny_llama','vision=tiny_random']", "+method_overrides.memvp=['method.n=64']",
-            f"output_dir={tmp_path}"])
-        result = run(cfg)
-    assert set(result["methods"]) == {"memvp", "llava_lora"}
+        shapes = {}
+        for backbone in ("bart_base", "t5_base"):
+            for method in ("full_ft", "memvp"):
+                built, _ = build([f"method={method}", f"backbone={backbone}", "backbone.weights=random",
+                                  "vision=clip_rn101", "task=vqav2"], empty=True)
+                one = synthetic_batch(built.model, Lengths(4, 1, 49), 1, built.visual.feature_dim)
+                shapes[backbone, method] = Shape(built.model.lm.config, input_visual_tokens(built.model, one),
+                                                 memory_spec(built.model))
+        tasks = {t: compose(config_name="train", overrides=[f"task={t}"]).task for t in ("vqav2", "gqa", "coco_caption")}
+    assert shapes["bart_base", "full_ft"].visual_tokens == 36 and shapes["t5_base", "memvp"].memory.slots == 240
+    for task, task_cfg in tasks.items():
+        values = [paper[f"{b}/full_ft"][task] for b in ("bart_base", "t5_base")]
+        prompt, answer, error = derive_lengths([shapes[b, "full_ft"] for b in ("bart_base", "t5_base")], values)
+        assert (prompt, answer) == (task_cfg.lengths.prompt, task_cfg.lengths.answer) and error < 0.02
+        for backbone in ("bart_base", "t5_base"):
+            predicted = shapes[backbone, "memvp"].gflops(prompt, answer)
+            assert predicted == pytest.approx(paper[f"{backbone}/memvp"][task], rel=0.10)
+
+
+def test_compare_study_writes_table_json_and_plot_and_the_sweep_summary_joins_them(tmp_path):
+    study = _study("table3_smollm2", "study.model_overrides=['backbone=tiny_llama','vision=tiny_random','task=shapes_vqa']",
+                   "study.method_overrides.memvp=['method.n=64']", "study.rounds=1", "study.warmup=0",
+                   "study.train_batch_size=2", "study.eval_batch_size=2", "study.memory_batch_size=2")
+    result = run_study(study, tmp_path / "table3_smollm2")
+    tmp_path = tmp_path / "table3_smollm2"
+    assert set(result["methods"]) == {"memvp", "llava_lora"} and result["lengths"] == {"prompt": 11, "answer": 2, "visual": 49}
     assert result["ratios_to_reference"]["llava_lora"]["train_s_per_step"] == 1.0
-    memvp = result["methods"]["memvp"]
-    assert memvp["input_visual_tokens"] == 0 and memvp["train_s_per_step"] > 0 and memvp["inference_s_per_batch"] > 0
-    assert result["methods"]["llava_lora"]["input_visual_tokens"] == 49
-    table = format_table(result)
-    assert "ratios in brackets: method / llava_lora" in table and "(1.00x)" in table
+    memvp, llava = result["methods"]["memvp"], result["methods"]["llava_lora"]
+    assert memvp["input_visual_tokens"] == 0 and llava["input_visual_tokens"] == 49
+    assert memvp["train_s_per_step"] > 0 and memvp["inference_s_per_batch"] > 0
+    assert memvp["lm_gflops_measured"] == memvp["lm_gflops_analytic"] < llava["lm_gflops_measured"]
+    assert 0 < memvp["activation_mb"] < memvp["train_memory_mb"]
+    table = (tmp_path / "bench.md").read_text()
+    assert "paper 0.57x" in table and "(ratio: method / llava_lora)" in table
+    assert json.loads((tmp_path / "bench.json").read_text())["machine"]["torch_threads"] >= 1
+    assert (tmp_path / "bench.png").stat().st_size > 1000
+    summary = summarize(tmp_path.parent).read_text()
+    assert "![table3_smollm2](table3_smollm2/bench.png)" in summary and "paper 0.57x" in summary
+    assert (tmp_path.parent.parent / "latest").resolve() == tmp_path.parent.resolve()
+
+
+def test_text_length_study_times_each_length_with_and_without_visual_tokens(tmp_path):
+    study = _study("fig2_text_length", "study.model_overrides=['backbone=tiny_llama','vision=tiny_random']",
+                   "study.text_lengths=[8,16]", "study.rounds=1", "study.warmup=0",
+                   "study.train_batch_size=1", "study.eval_batch_size=2")
+    result = run_study(study, tmp_path)
+    assert result["visual_tokens"] == 49 and [p["text_tokens"] for p in result["points"]] == [8, 16]
+    assert all(p["train_s_with"] > 0 and p["inference_s_without"] > 0 for p in result["points"])
+    assert (tmp_path / "bench.png").exists() and "16 |" in (tmp_path / "bench.md").read_text()
+
+
+def test_overhead_study_counts_the_memory_term_as_eq_15_says(tmp_path):
+    llama = ["backbone=tiny_llama", "vision=tiny_random", "task=shapes_vqa", "method.n=64", "method.unfreeze=[layer_norms]"]
+    t5 = ["backbone=tiny_t5", "vision=tiny_random", "task=vqav2", "method.n=64", "method.layers=encoder",
+          "method.unfreeze=[layer_norms]"]
+    study = _study("memvp_overhead", "study.rounds=1", "study.warmup=0", "study.train_batch_size=2",
+                   "study.eval_batch_size=2")
+    with open_dict(study):
+        study.cases = {"tiny_llama": llama, "tiny_t5": t5}
+    result = run_study(study, tmp_path)
+    for case in result["cases"].values():
+        assert case["lm_flops_ratio_counted"] == pytest.approx(case["lm_flops_ratio_analytic"], rel=1e-9)
+        assert case["lm_flops_ratio_analytic"] > 1 and case["train_ratio"] > 0
+    llama = result["cases"]["tiny_llama"]
+    assert llama["layer_flops_ratio_eq"] == pytest.approx(1 + 64 / (6 * llama["d_model"] + 13))
+
+
+def test_flops_table_study_counts_every_cell(tmp_path):
+    study = _study("table1_flops", "study.backbones=[tiny_bart,tiny_t5]", "study.methods=[full_ft,memvp]",
+                   "study.tasks=[vqav2]", "study.vision=tiny_random",
+                   "study.backbone_overrides=[]")
+    result = run_study(study, tmp_path)
+    assert set(result["cells"]) == {"tiny_bart/full_ft", "tiny_bart/memvp", "tiny_t5/full_ft", "tiny_t5/memvp"}
+    cell = result["cells"]["tiny_t5/memvp"]["vqav2"]
+    assert cell["measured"] == pytest.approx(cell["analytic"]) and cell["paper"] is None
+    assert result["derived_lengths"] == {}  # no paper row for tiny backbones

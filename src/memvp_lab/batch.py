@@ -18,7 +18,8 @@ class VLBatch:
 
     Attributes:
         visual: (B, m, C) visual features; ``has_image``: (B,) 1.0 / 0.0. With ``pixels`` given
-            and an on-the-fly vision encoder, ``visual`` is recomputed from them.
+            and an on-the-fly vision encoder, ``visual`` is recomputed from them. Both None: a
+            text-only batch, which the language model runs alone (a reference in benchmarks).
         weights: (B,) loss weight per sample (the VQA soft score of the sampled answer).
         indices: (B,) the samples' positions in their dataset (metrics count each once).
         question_ids, answers, groups, answer_types: evaluation metadata (not moved to devices).
@@ -29,7 +30,7 @@ class VLBatch:
     labels: torch.Tensor
     prompt_ids: torch.Tensor
     prompt_mask: torch.Tensor
-    visual: torch.Tensor
+    visual: torch.Tensor | None
     has_image: torch.Tensor
     weights: torch.Tensor
     indices: torch.Tensor
@@ -56,7 +57,7 @@ class VLBatch:
             input_ids=self.input_ids[i][keep][None], attention_mask=self.attention_mask[i][keep][None],
             labels=self.labels[i, :label_len][None],
             prompt_ids=self.prompt_ids[i][prompt_keep][None], prompt_mask=self.prompt_mask[i][prompt_keep][None],
-            visual=self.visual[i:i + 1], pixels=None if self.pixels is None else self.pixels[i:i + 1],
+            visual=None if self.visual is None else self.visual[i:i + 1], pixels=None if self.pixels is None else self.pixels[i:i + 1],
             has_image=self.has_image[i:i + 1], weights=self.weights[i:i + 1],
             indices=self.indices[i:i + 1],
             question_ids=self.question_ids[i:i + 1], answers=self.answers[i:i + 1],

@@ -95,7 +95,7 @@ def _ffn(l: int, d: int, ffn_dim: int, gated: bool) -> int:
     return (3 if gated else 2) * 2 * l * d * ffn_dim
 
 
-def _shape(config) -> dict:
+def lm_shape(config) -> dict:
     """Width, heads, FFN and layer counts of a LLaMA, BART or T5 config."""
     if config.model_type in ("bart", "mbart"):
         return dict(d=config.d_model, q_dim=config.d_model, kv_dim=config.d_model, ffn=config.encoder_ffn_dim,
@@ -125,7 +125,7 @@ def analytic_lm_flops(config, prompt_len: int, target_len: int, memory: MemorySp
         visual_tokens: input-space visual tokens joined to the prompt (0 for MemVP).
         include_head: add the LM head at the predicted positions.
     """
-    s = _shape(config)
+    s = lm_shape(config)
     d = s["d"]
     total = 0
     if config.is_encoder_decoder:

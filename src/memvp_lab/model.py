@@ -25,6 +25,8 @@ from memvp_lab.methods.prompting import Prompting
 
 log = logging.getLogger(__name__)
 
+TEXT_ONLY = Prompting()  # no visual path: the language model on the text alone
+
 NORM_CLASS_SUFFIXES = ("LayerNorm", "RMSNorm")
 UNFREEZE_PARTS = ("layer_norms", "encoder_layer_norms", "biases", "all")
 
@@ -104,9 +106,16 @@ class VisionLanguageModel(nn.Module):
         return {"trainable": trainable, "total": total}
 
     # ---------------------------------------------------------------------- forward
+    def prompting_for(self, batch: VLBatch) -> Prompting:
+        """The method's prompting, or plain text for a batch without visual input (``visual`` and
+        ``pixels`` both None): then the language model runs alone, as in a text-only reference."""
+        if batch.visual is None and batch.pixels is None:
+            return TEXT_ONLY
+        return self.prompting
+
     def visual_context(self, batch: VLBatch) -> AbstractContextManager:
         """Active around every language-model call on ``batch`` (MemVP binds its visual memory here)."""
-        return self.prompting.context(batch)
+        return self.prompting_for(batch).context(batch)
 
     def with_visual(self, batch: VLBatch) -> VLBatch:
         """Runs the on-the-fly vision tower, when there is one, to fill ``batch.visual``."""
@@ -118,7 +127,7 @@ class VisionLanguageModel(nn.Module):
         """Per-sample mean token cross-entropy of the targets, shape (B,)."""
         batch = self.with_visual(batch)
         with self.visual_context(batch):
-            inputs, prefix = self.prompting.lm_inputs(self.lm, batch.input_ids, batch.attention_mask, batch,
+            inputs, prefix = self.prompting_for(batch).lm_inputs(self.lm, batch.input_ids, batch.attention_mask, batch,
                                                       generation=False)
             if self.is_encoder_decoder:
                 # decoder_input_ids rather than labels: the model would also compute a loss we discard
@@ -153,7 +162,7 @@ class VisionLanguageModel(nn.Module):
                       **generate_kwargs)
         batch = self.with_visual(batch)
         with self.visual_context(batch):
-            inputs, _ = self.prompting.lm_inputs(self.lm, batch.prompt_ids, batch.prompt_mask, batch, generation=True)
+            inputs, _ = self.prompting_for(batch).lm_inputs(self.lm, batch.prompt_ids, batch.prompt_mask, batch, generation=True)
             out = self.lm.generate(**inputs, **kwargs)
         if not self.is_encoder_decoder and "input_ids" in inputs:
             out = out[:, inputs["input_ids"].shape[1]:]  # from inputs_embeds, only new tokens come back

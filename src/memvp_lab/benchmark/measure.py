@@ -1,0 +1,153 @@
+"""The measurements every study shares: FLOPs both ways, training memory, and interleaved timing."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from memvp_lab.batch import VLBatch
+from memvp_lab.factory import Built, build_model
+from memvp_lab.flops import MemorySpec, analytic_lm_flops, count_flops, eager_attention
+from memvp_lab.methods.memvp.memory import VisualMemory
+from memvp_lab.model import VisionLanguageModel
+from memvp_lab.paths import config_dir
+
+from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens
+
+
+def compose_train(overrides: Sequence[str]) -> DictConfig:
+    """``conf/train.yaml`` composed with ``overrides``, inside a Hydra run or outside one."""
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="train", overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def build(overrides: Sequence[str], empty: bool = False) -> tuple[Built, DictConfig]:
+    """A model composed from ``conf/train.yaml`` with ``overrides`` (random weights are the caller's
+    choice, e.g. ``backbone.weights=random``), and the composed config.
+
+    Args:
+        empty: build the backbone on the meta device and then allocate it uninitialised: for
+            counting FLOPs, where values do not matter, this skips seconds of random init.
+    """
+    cfg = compose_train(overrides)
+    empty = empty and "device" in cfg.backbone  # tiny test backbones are built directly
+    if empty:
+        cfg.backbone.device = "meta"
+    built = build_model(cfg)
+    if empty:
+        built.model.to_empty(device="cpu")
+    return built, cfg
+
+
+def memory_spec(model: VisionLanguageModel) -> MemorySpec:
+    memory = model.prompting
+    if not isinstance(memory, VisualMemory):
+        return MemorySpec()
+    stacks = [site.stack for site in memory.sites]
+    return MemorySpec(slots=memory.num_slots, encoder_sites=stacks.count("encoder"),
+                      decoder_sites=stacks.count("decoder"))
+
+
+def analytic_flops(model: VisionLanguageModel, lengths: Lengths, batch: VLBatch) -> int:
+    """Paper Eq. 13-15 (generalised, see ``memvp_lab.flops``) for one sample of ``lengths``."""
+    memory = memory_spec(model) if batch.visual is not None else MemorySpec()
+    return analytic_lm_flops(model.lm.config, lengths.prompt, lengths.answer, memory,
+                             visual_tokens=input_visual_tokens(model, batch))
+
+
+@torch.no_grad()
+def measured_flops(model: VisionLanguageModel, batch: VLBatch) -> int:
+    """FlopCounterMode's count of the LM's work on one sample (teacher-forced, eval mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with eager_attention(model.lm):
+            return count_flops(model, batch.sample(0), within="lm")
+    finally:
+        model.train(was_training)
+
+
+def saved_activation_bytes(model: VisionLanguageModel, batch: VLBatch) -> int:
+    """Bytes of the tensors a training forward keeps for backward (each storage once, no parameters)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(batch).mean()
+    del loss
+    return sum(seen.values())
+
+
+def training_memory_bytes(model: VisionLanguageModel, batch: VLBatch) -> dict[str, int]:
+    """What a training step holds at its peak, by parts: every weight, the gradient and two AdamW
+    moments of each trainable one, and the activations saved for backward."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    trainable = sum(p.numel() * p.element_size() for _, p in model.trainable_named_parameters())
+    activations = saved_activation_bytes(model, batch)
+    return {"weights": weights, "grads_and_optimizer": 3 * trainable, "activations": activations,
+            "total": weights + 3 * trainable + activations}
+
+
+class Subject:
+    """One model with its optimizer and batches: the operations the studies time."""
+
+    def __init__(self, model: VisionLanguageModel, train_batch: VLBatch, eval_batch: VLBatch, answer_tokens: int,
+                 lr: float = 1e-4) -> None:
+        self.model, self.answer_tokens = model, answer_tokens
+        self.train_batch, self.eval_batch = train_batch, eval_batch
+        params = [p for _, p in model.trainable_named_parameters()]
+        if not params:
+            raise ValueError("a benchmark subject needs something to train: its backward pass is what is timed")
+        self.optimizer = torch.optim.AdamW(params, lr=lr)
+
+    def train_step(self) -> None:
+        """Forward, backward and optimizer step on the training batch."""
+        self.model.train()
+        loss = self.model(self.train_batch).mean()
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def inference(self) -> None:
+        """Prefill + generation of exactly the answer length (no early stop)."""
+        self.model.eval()
+        self.model.generate(self.eval_batch, max_new_tokens=self.answer_tokens, min_new_tokens=self.answer_tokens)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def interleaved(ops: dict[str, Callable[[], None]], rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds of each op per round, ops taking turns within a round (A B A B ...), so a slow phase
+    of the machine hits all of them alike; warm-up rounds are run and dropped."""
+    times: dict[str, list[float]] = {name: [] for name in ops}
+    for r in range(warmup + rounds):
+        for name, op in ops.items():
+            _sync()
+            t0 = time.perf_counter()
+            op()
+            _sync()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def medians(times: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(values) for name, values in times.items()}
