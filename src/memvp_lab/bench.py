@@ -11,6 +11,7 @@ output folder. Studies are described in ``memvp_lab.benchmark``.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from pathlib import Path
@@ -63,6 +64,7 @@ def run_study(study: DictConfig, out: Path) -> dict:
     text = module.table(result) + f"\n\nMeasured on {result['machine']['cpu']}, {result['machine']['torch_threads']} threads.\n"
     write_text_atomic(out / "bench.md", text)
     getattr(plots, study.kind)(result, out / "bench.png")
+    gc.collect()  # the models' hooks form reference cycles: free them before the next study of a sweep
     log.info("\n%s\nwritten to %s", text, out)
     return result
 

@@ -12,6 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from memvp_lab.batch import VLBatch
+from memvp_lab.config.schemas import register_schemas
 from memvp_lab.factory import Built, build_model
 from memvp_lab.flops import MemorySpec, analytic_lm_flops, count_flops, eager_attention
 from memvp_lab.methods.memvp.memory import VisualMemory
@@ -23,6 +24,7 @@ from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens
 
 def compose_train(overrides: Sequence[str]) -> DictConfig:
     """``conf/train.yaml`` composed with ``overrides``, inside a Hydra run or outside one."""
+    register_schemas()
     if GlobalHydra.instance().is_initialized():
         return compose(config_name="train", overrides=list(overrides))
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -64,13 +66,14 @@ def analytic_flops(model: VisionLanguageModel, lengths: Lengths, batch: VLBatch)
 
 
 @torch.no_grad()
-def measured_flops(model: VisionLanguageModel, batch: VLBatch) -> int:
-    """FlopCounterMode's count of the LM's work on one sample (teacher-forced, eval mode)."""
+def measured_flops(model: VisionLanguageModel, batch: VLBatch, within: str | None = "lm") -> int:
+    """FlopCounterMode's count of the LM's work on one sample (teacher-forced, eval mode);
+    ``within=None`` counts the whole model (the visual projector too)."""
     was_training = model.training
     model.eval()
     try:
         with eager_attention(model.lm):
-            return count_flops(model, batch.sample(0), within="lm")
+            return count_flops(model, batch.sample(0), within=within)
     finally:
         model.train(was_training)
 

@@ -86,7 +86,8 @@ def text_length(result: dict, path: Path) -> Path:
 def overhead(result: dict, path: Path) -> Path:
     """MemVP / text-only ratios per backbone: FLOPs by the formula, step times measured."""
     names = list(result["cases"])
-    series = (("lm_flops_ratio_analytic", "LM FLOPs (Eq. 13-15)"), ("train_ratio", "train step time"),
+    series = (("lm_flops_ratio_analytic", "LM FLOPs (Eq. 13-15)"),
+              ("model_flops_ratio_counted", "FLOPs with the projector"), ("train_ratio", "train step time"),
               ("inference_ratio", "inference time"))
     figure, (ax,) = _figure(1.6 + 1.6 * len(names), 3.4)
     width = 0.8 / len(series)

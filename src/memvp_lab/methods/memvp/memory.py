@@ -10,7 +10,8 @@ FFN with ``K`` appended to its first weight matrix and ``V`` to its second (pape
 SwiGLU FFN the gate of the new entries is ``u/|u|^2``, i.e. exactly 1 (paper Eq. 11-12).
 
 The per-sample memory lives only inside ``VisualMemory.bind``: the projector runs once per bind,
-each FFN computes its term with two batched matmuls, and nothing stays on any module afterwards.
+each FFN computes its term with matmuls only (the m visual slots per sample, the other slots as
+one shared matrix), and nothing stays on any module afterwards.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ class _Bound:
     prompts: torch.Tensor | None  # (B, tokens, d) visual part of the entries, or None
     observer: ScoreObserver | None
     blocked: torch.Tensor | None  # (B, slots) bool: entries whose activation is forced to 0
-    # (position index, batch size) -> (keys, values); batch size -> (prompts, blocked) repeated
+    # (position index, batch size) -> split (keys, values); batch size -> (prompts, blocked) repeated
     # for generate()'s beams, which repeat each sample contiguously.
-    entries: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    entries: dict[tuple[int, int], tuple] = field(default_factory=dict)
     expanded: dict[int, tuple[torch.Tensor | None, torch.Tensor | None]] = field(default_factory=dict)
     pending: dict[int, torch.Tensor] = field(default_factory=dict)  # FFN inputs awaiting the output
 
@@ -208,33 +209,41 @@ class VisualMemory(Prompting):
         """The prompting hook of ``VisionLanguageModel``: bind this batch's visual memory."""
         return self.bind(batch.visual, batch.has_image)
 
-    def _entries(self, position: torch.Tensor, prompts: torch.Tensor | None, visual_in: bool) -> torch.Tensor:
-        """Keys or values of one FFN: (B or 1, slots, d)."""
-        pos = position.unsqueeze(0)
-        if prompts is None or not visual_in:
-            if self.ablation is Ablation.concat_position and prompts is not None:
-                return torch.cat([torch.zeros_like(prompts), pos.expand(prompts.shape[0], -1, -1)], dim=1)
-            return pos
-        if self.ablation is Ablation.concat_position:
-            return torch.cat([prompts, pos.expand(prompts.shape[0], -1, -1)], dim=1)
-        pad = self.n - prompts.shape[1]
-        return F.pad(prompts, (0, 0, 0, pad)) + pos
+    def _split(self, position: torch.Tensor, prompts: torch.Tensor | None, visual_in: bool
+               ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Keys or values of one FFN in two parts, slots in order: the per-sample visual entries
+        (B or beams, m, d) or None, then the entries every sample shares (slots - m, d).
 
-    def _kv(self, index: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of FFN ``index`` for a call of ``batch`` rows (cached per bind)."""
+        Only the m slots that hold visual prompts differ between samples, so only they are built per
+        sample; the zero-padded slots are the position embeddings alone and stay one shared matrix.
+        Materialising (B, n, d) keys and values per FFN instead cost more time than the matmuls.
+        """
+        if prompts is None or not visual_in:
+            return None, position
+        if self.ablation is Ablation.concat_position:
+            return prompts, position
+        m = prompts.shape[1]
+        return prompts + position[:m], position[m:]
+
+    def _kv(self, index: int, batch: int) -> tuple[tuple[torch.Tensor | None, torch.Tensor], ...]:
+        """Split keys and values of FFN ``index`` for a call of ``batch`` rows (cached per bind)."""
         bound = self._bound
         p = 0 if self.shared_positions else index
         if (p, batch) not in bound.entries:
             prompts, _ = bound.for_batch(batch)
             bound.entries[(p, batch)] = (
-                self._entries(self.pos_k[p], prompts, self.ablation is not Ablation.values_only),
-                self._entries(self.pos_v[p], prompts, self.ablation is not Ablation.keys_only),
+                self._split(self.pos_k[p], prompts, self.ablation is not Ablation.values_only),
+                self._split(self.pos_v[p], prompts, self.ablation is not Ablation.keys_only),
             )
         return bound.entries[(p, batch)]
 
     def _retrieve(self, index: int, site: FFNSite, u: torch.Tensor) -> torch.Tensor:
-        keys, values = self._kv(index, u.shape[0])
-        scores = site.activation(torch.matmul(u, keys.transpose(-1, -2).to(u.dtype)))
+        """``s * Dropout(act(u K^T)) V`` as one matmul per part: two per FFN when no slot is visual."""
+        (k_own, k_shared), (v_own, v_shared) = self._kv(index, u.shape[0])
+        scores = torch.matmul(u, k_shared.to(u.dtype).t())
+        if k_own is not None:
+            scores = torch.cat([torch.matmul(u, k_own.to(u.dtype).transpose(-1, -2)), scores], dim=-1)
+        scores = site.activation(scores)
         bound = self._bound
         if bound.observer is not None:
             bound.observer(index, scores)
@@ -242,7 +251,12 @@ class VisualMemory(Prompting):
         if blocked is not None:
             scores = scores.masked_fill(blocked.unsqueeze(1), 0.0)
         scores = F.dropout(scores, self.dropout, self.training)
-        return self.scale * torch.matmul(scores, values.to(u.dtype))
+        if v_own is None:
+            out = torch.matmul(scores, v_shared.to(u.dtype))
+        else:
+            m = v_own.shape[1]
+            out = torch.matmul(scores[..., :m], v_own.to(u.dtype)) + torch.matmul(scores[..., m:], v_shared.to(u.dtype))
+        return self.scale * out
 
     def extra_repr(self) -> str:
         return (f"sites={len(self._sites)}, n={self.n}, lam={self.lam}, scale={self.scale}, "
