@@ -115,11 +115,14 @@ reproduce-mini-table-4: setup  ## Table 4 ablations on the embedded default, CPU
 report-mini-table-4: setup  ## Render the CPU-scale Table 4 (reports/mini_table4.md)
 	$(PY) -m memvp_lab.report mini_table4
 
+# one process per study: each starts from a clean heap, so one study's memory cannot starve the next
 BENCH_STUDIES ?= table1_flops,memvp_overhead,fig4_left,table3_smollm2,table3_llama7b_shape,fig2_text_length
 
 bench: setup  ## Efficiency studies (conf/study/): FLOPs, step time, memory vs the paper, ~10 min CPU (bench/latest/SUMMARY.md)
 	@sweep=bench/$$(date +%Y-%m-%d_%H-%M-%S); \
-	$(PY) -m memvp_lab.bench -m study=$(BENCH_STUDIES) hydra.sweep.dir=$$sweep $(ARGS) && \
+	for study in $$(echo "$(BENCH_STUDIES)" | tr ',' ' '); do \
+	  $(PY) -m memvp_lab.bench study=$$study hydra.run.dir=$$sweep/$$study $(ARGS) || exit 1; \
+	done; \
 	$(PY) -m memvp_lab.benchmark.summary $$sweep
 
 visualize: setup  ## Fig. 5/6 heat maps for the newest `make demo` run: color/position/count questions (<run>/visualize/)

@@ -11,6 +11,7 @@ output folder. Studies are described in ``memvp_lab.benchmark``.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import logging
@@ -50,6 +51,16 @@ def machine() -> dict:
     return info
 
 
+def release_memory() -> None:
+    """Frees the models of a finished study before the next one in the same process: their hooks
+    form reference cycles, and glibc keeps freed heap pages unless asked to return them."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def run_study(study: DictConfig, out: Path) -> dict:
     """Runs one study and writes its json, table and plot into ``out``."""
     if study.kind not in STUDIES:
@@ -64,7 +75,7 @@ def run_study(study: DictConfig, out: Path) -> dict:
     text = module.table(result) + f"\n\nMeasured on {result['machine']['cpu']}, {result['machine']['torch_threads']} threads.\n"
     write_text_atomic(out / "bench.md", text)
     getattr(plots, study.kind)(result, out / "bench.png")
-    gc.collect()  # the models' hooks form reference cycles: free them before the next study of a sweep
+    release_memory()
     log.info("\n%s\nwritten to %s", text, out)
     return result
 
