@@ -15,6 +15,8 @@ import ctypes
 import gc
 import json
 import logging
+import os
+import platform
 from pathlib import Path
 
 import hydra
@@ -34,9 +36,6 @@ STUDIES = {"compare": compare, "flops_table": flops_table, "text_length": text_l
 
 def machine() -> dict:
     """Where the numbers were measured."""
-    import os
-    import platform
-
     info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     try:

@@ -60,18 +60,18 @@ def count_flops(fn, *args, within: str | None = None, **kwargs) -> int:
 
 
 @torch.no_grad()
-def measure_lm_flops(model: nn.Module, batch: VLBatch, max_samples: int = 8) -> float:
+def measure_lm_flops(model: nn.Module, batch: VLBatch, max_samples: int = 8, within: str | None = "lm") -> float:
     """Mean measured LM FLOPs per sample over the first ``max_samples`` samples of ``batch``.
 
     Only work inside the language model counts: MemVP's memory term (computed in hooks on the
     LM's FFNs) is included, the projector that maps visual features (run once per call,
-    outside the LM) is not.
+    outside the LM) is not. ``within=None`` counts the whole model, projector included.
     """
     was_training = model.training
     model.eval()
     try:
         with eager_attention(model.lm):
-            counts = [count_flops(model, batch.sample(i), within="lm") for i in range(min(max_samples, len(batch)))]
+            counts = [count_flops(model, batch.sample(i), within=within) for i in range(min(max_samples, len(batch)))]
     finally:
         model.train(was_training)
     return sum(counts) / len(counts)

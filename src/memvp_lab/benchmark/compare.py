@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens, synthetic_batch, task_lengths
-from memvp_lab.benchmark.measure import (Subject, analytic_flops, build, interleaved, measured_flops, medians,
+from memvp_lab.benchmark.measure import (Subject, analytic_flops, build, measured_flops, time_subjects,
                                          training_memory_bytes)
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,7 @@ def run(cfg: DictConfig) -> dict:
             "activation_mb": memory["activations"] / MB, "train_memory_mb": memory["total"] / MB,
         }
         log.info("built %s: %s", method, rows[method])
-    train = medians(interleaved({m: s.train_step for m, s in subjects.items()}, cfg.rounds, cfg.warmup))
-    infer = medians(interleaved({m: s.inference for m, s in subjects.items()}, cfg.rounds, cfg.warmup))
+    train, infer = time_subjects(subjects, cfg.rounds, cfg.warmup)
     for method in subjects:
         rows[method]["train_s_per_step"] = train[method]
         rows[method]["inference_s_per_batch"] = infer[method]

@@ -12,14 +12,13 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from memvp_lab.batch import VLBatch
+from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens
 from memvp_lab.config.schemas import register_schemas
 from memvp_lab.factory import Built, build_model
-from memvp_lab.flops import MemorySpec, analytic_lm_flops, count_flops, eager_attention
+from memvp_lab.flops import MemorySpec, analytic_lm_flops, measure_lm_flops
 from memvp_lab.methods.memvp.memory import VisualMemory
 from memvp_lab.model import VisionLanguageModel
 from memvp_lab.paths import config_dir
-
-from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens
 
 
 def compose_train(overrides: Sequence[str]) -> DictConfig:
@@ -65,17 +64,10 @@ def analytic_flops(model: VisionLanguageModel, lengths: Lengths, batch: VLBatch)
                              visual_tokens=input_visual_tokens(model, batch))
 
 
-@torch.no_grad()
 def measured_flops(model: VisionLanguageModel, batch: VLBatch, within: str | None = "lm") -> int:
-    """FlopCounterMode's count of the LM's work on one sample (teacher-forced, eval mode);
-    ``within=None`` counts the whole model (the visual projector too)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with eager_attention(model.lm):
-            return count_flops(model, batch.sample(0), within=within)
-    finally:
-        model.train(was_training)
+    """FlopCounterMode's count of the LM's work on the batch's first sample (teacher-forced, eval
+    mode); ``within=None`` counts the whole model (the visual projector too)."""
+    return int(measure_lm_flops(model, batch, max_samples=1, within=within))
 
 
 def saved_activation_bytes(model: VisionLanguageModel, batch: VLBatch) -> int:
@@ -154,3 +146,11 @@ def interleaved(ops: dict[str, Callable[[], None]], rounds: int, warmup: int) ->
 
 def medians(times: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def time_subjects(subjects: dict[str, Subject], rounds: int, warmup: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median seconds per training step and per inference batch of each subject, each timed
+    interleaved with the others."""
+    train = medians(interleaved({k: s.train_step for k, s in subjects.items()}, rounds, warmup))
+    infer = medians(interleaved({k: s.inference for k, s in subjects.items()}, rounds, warmup))
+    return train, infer

@@ -12,9 +12,9 @@ import logging
 from omegaconf import DictConfig
 
 from memvp_lab.benchmark.inputs import synthetic_batch, task_lengths, text_only
-from memvp_lab.flops import lm_shape
-from memvp_lab.benchmark.measure import (Subject, analytic_flops, build, interleaved, measured_flops, medians,
+from memvp_lab.benchmark.measure import (Subject, analytic_flops, build, measured_flops, time_subjects,
                                          memory_spec)
+from memvp_lab.flops import lm_shape
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,7 @@ def run(cfg: DictConfig) -> dict:
         infer = synthetic_batch(model, lengths, cfg.eval_batch_size, visual.feature_dim, cfg.seed + 1)
         subjects = {"memvp": Subject(model, train, infer, lengths.answer),
                     "text": Subject(model, text_only(train), text_only(infer), lengths.answer)}
-        train_s = medians(interleaved({k: s.train_step for k, s in subjects.items()}, cfg.rounds, cfg.warmup))
-        infer_s = medians(interleaved({k: s.inference for k, s in subjects.items()}, cfg.rounds, cfg.warmup))
+        train_s, infer_s = time_subjects(subjects, cfg.rounds, cfg.warmup)
         spec = memory_spec(model)
         d = lm_shape(model.lm.config)["d"]
         # the memory stack's sequence: the encoder input (encoder-decoders), else prompt + answer

@@ -8,7 +8,7 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 
 from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens, synthetic_batch, text_only
-from memvp_lab.benchmark.measure import Subject, build, interleaved, medians
+from memvp_lab.benchmark.measure import Subject, build, time_subjects
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,7 @@ def run(cfg: DictConfig) -> dict:
         subjects[f"{length}/with"] = Subject(model, train, infer, cfg.answer_tokens)
         subjects[f"{length}/without"] = Subject(model, text_only(train), text_only(infer), cfg.answer_tokens)
     tokens = input_visual_tokens(model, next(iter(subjects.values())).train_batch)
-    train_s = medians(interleaved({k: s.train_step for k, s in subjects.items()}, cfg.rounds, cfg.warmup))
-    infer_s = medians(interleaved({k: s.inference for k, s in subjects.items()}, cfg.rounds, cfg.warmup))
+    train_s, infer_s = time_subjects(subjects, cfg.rounds, cfg.warmup)
     points = []
     for length in cfg.text_lengths:
         w, wo = f"{length}/with", f"{length}/without"
