@@ -15,8 +15,6 @@ import ctypes
 import gc
 import json
 import logging
-import os
-import platform
 from pathlib import Path
 
 import hydra
@@ -26,28 +24,12 @@ from omegaconf import DictConfig
 from memvp_lab.benchmark import compare, flops_table, overhead, plots, text_length
 from memvp_lab.config.schemas import register_schemas
 from memvp_lab.paths import config_dir, write_text_atomic
-from memvp_lab.results import package_versions
+from memvp_lab.results import machine, package_versions
 
 log = logging.getLogger(__name__)
 register_schemas()
 
 STUDIES = {"compare": compare, "flops_table": flops_table, "text_length": text_length, "overhead": overhead}
-
-
-def machine() -> dict:
-    """Where the numbers were measured."""
-    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
 
 
 def release_memory() -> None:

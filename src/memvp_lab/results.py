@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -38,9 +39,25 @@ def git_state(cwd: Path | None = None) -> dict[str, object]:
     return {"sha": sha, "dirty": dirty}
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, object]:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    """Where a run or a benchmark was measured."""
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
 
 
 def write_results(path: Path, metrics: dict[str, float], cfg: DictConfig | None) -> dict:
