@@ -14,6 +14,8 @@ from conftest import make_config
 from memvp_lab.checkpoint import CheckpointMismatch, load_trainable, save_trainable
 from memvp_lab.config.errors import ConfigError
 from memvp_lab.data.collate import VLCollator
+from memvp_lab.factory import method_and_visual
+from memvp_lab.lit_module import param_groups
 from memvp_lab.methods.base import VisualSpec
 from memvp_lab.model import norm_modules
 
@@ -205,3 +207,23 @@ def test_memvp_pooling_shortens_the_visual_prompts():
     assert len(model.generate(make_batch(backbone), max_new_tokens=2)) == 3
     with pytest.raises(ConfigError, match="method.n=8"):
         build("memvp", "tiny_t5", 0, "method.pool_size=3", "method.n=8")
+
+
+def test_lr_multipliers_set_the_learning_rate_of_matching_parameters_only():
+    config, _, model = build("memvp", "tiny_llama", 0, "method.lr_multipliers={prompting.projector.*:10}",
+                             "method.lr=0.002", "method.weight_decay=0.05")
+    groups = param_groups(model.trainable_named_parameters(), config)
+    lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    for name, p in model.trainable_named_parameters():
+        lr = 0.02 if name.startswith("prompting.projector.") else 0.002
+        assert lr_of[id(p)] == pytest.approx((lr, 0.05 if p.ndim >= 2 else 0.0)), name
+    assert sum(len(g["params"]) for g in groups) == len(model.trainable_named_parameters())
+
+
+def test_lr_multipliers_that_match_nothing_or_are_not_numbers_fail_naming_the_key():
+    config, _, model = build("memvp", "tiny_llama", 0, "method.lr_multipliers={projector.*:10}")
+    with pytest.raises(ValueError, match=r"method.lr_multipliers: \['projector.\*'\] match no trainable parameter"):
+        param_groups(model.trainable_named_parameters(), config)
+    cfg = make_config(["method.lr_multipliers={prompting.projector.*:fast}"])
+    with pytest.raises(ConfigError, match="method.lr_multipliers"):
+        method_and_visual(cfg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from omegaconf import DictConfig
 
 from memvp_lab.config.errors import ConfigError
@@ -23,6 +25,12 @@ def validate(cfg: DictConfig, method: MethodConfig, visual: VisualSpec) -> None:
             f"time, but task={cfg.task.name} serves pre-extracted features; set vision.adapters=null "
             "(frozen encoder) or use a task that loads images"
         )
+    multipliers = method.lr_multipliers
+    if multipliers is not None:
+        if not isinstance(multipliers, Mapping) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in multipliers.values()):
+            raise ConfigError(f"method.lr_multipliers={multipliers!r}: expected {{name pattern: positive number}}, "
+                              "e.g. method.lr_multipliers={prompting.projector.*:10}")
     if hasattr(method, "validate"):
         method.validate(visual, family == "encoder_decoder")
     trainer = cfg.trainer

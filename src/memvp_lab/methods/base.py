@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -41,6 +42,9 @@ class MethodConfig:
     schedule: Schedule = MISSING
     min_lr_ratio: float = 0.0
     unfreeze: list[str] = field(default_factory=list)  # layer_norms | biases | all
+    # Learning-rate multipliers by trainable-parameter name (fnmatch patterns, first match wins),
+    # e.g. method.lr_multipliers={prompting.projector.*:10}; unmatched parameters train at ``lr``.
+    lr_multipliers: Any = None  # dict[str, float] or None (Any: Hydra can then set it from the command line)
 
     def __post_init__(self) -> None:
         coerce_enums(self)
