@@ -14,8 +14,8 @@ from conftest import make_config
 from memvp_lab.checkpoint import CheckpointMismatch, load_trainable, save_trainable
 from memvp_lab.config.errors import ConfigError
 from memvp_lab.data.collate import VLCollator
-from memvp_lab.factory import method_and_visual
-from memvp_lab.lit_module import param_groups
+from memvp_lab.factory import build_model, method_and_visual
+from memvp_lab.optim import param_groups
 from memvp_lab.methods.base import VisualSpec
 from memvp_lab.model import norm_modules
 
@@ -224,6 +224,9 @@ def test_lr_multipliers_that_match_nothing_or_are_not_numbers_fail_naming_the_ke
     config, _, model = build("memvp", "tiny_llama", 0, "method.lr_multipliers={projector.*:10}")
     with pytest.raises(ValueError, match=r"method.lr_multipliers: \['projector.\*'\] match no trainable parameter"):
         param_groups(model.trainable_named_parameters(), config)
+    tiny = ["backbone=tiny_llama", "vision=tiny_random"]
+    with pytest.raises(ValueError, match=r"method.lr_multipliers: \['projector.\*'\]"):
+        build_model(make_config([*tiny, "method.lr_multipliers={projector.*:10}"]))  # before any data is read
     cfg = make_config(["method.lr_multipliers={prompting.projector.*:fast}"])
     with pytest.raises(ConfigError, match="method.lr_multipliers"):
         method_and_visual(cfg)

@@ -13,6 +13,7 @@ from memvp_lab.config.errors import ConfigError
 from memvp_lab.config.validate import validate
 from memvp_lab.methods.base import MethodConfig, VisualSpec
 from memvp_lab.model import VisionLanguageModel
+from memvp_lab.optim import lr_multipliers
 
 
 def build(node: DictConfig, *args, **kwargs):
@@ -53,4 +54,6 @@ def build_model(cfg: DictConfig, device: str | None = None) -> Built:
     if cfg.vision.get("adapters"):
         tower = build(cfg.vision.encoder, **({"device": device} if device else {}))
     model = method.build(backbone, visual, vision_tower=tower)
+    # A multiplier pattern that matches nothing fails here, before any data is prepared.
+    lr_multipliers([name for name, _ in model.trainable_named_parameters()], method)
     return Built(method, visual, backbone, model)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -20,30 +19,10 @@ from memvp_lab.flops import measure_lm_flops
 from memvp_lab.methods.base import MethodConfig, Schedule
 from memvp_lab.evaluation import Evaluator, VQAEvaluator
 from memvp_lab.model import VisionLanguageModel
+from memvp_lab.optim import param_groups
 from memvp_lab.paths import write_text_atomic
 
 log = logging.getLogger(__name__)
-
-
-def param_groups(named_parameters: Sequence[tuple[str, torch.nn.Parameter]], method: MethodConfig) -> list[dict]:
-    """AdamW parameter groups: weight decay on tensors with ndim >= 2 only, and the learning rate
-    times the first ``method.lr_multipliers`` pattern that matches the parameter's name."""
-    patterns = dict(method.lr_multipliers or {})
-    used: set[str] = set()
-    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
-    for name, p in named_parameters:
-        pattern = next((pat for pat in patterns if fnmatch.fnmatchcase(name, pat)), None)
-        if pattern is not None:
-            used.add(pattern)
-        key = (p.ndim >= 2, float(patterns[pattern]) if pattern is not None else 1.0)
-        groups.setdefault(key, []).append(p)
-    unused = sorted(set(patterns) - used)
-    if unused:
-        names = [n for n, _ in named_parameters][:4]
-        raise ValueError(f"method.lr_multipliers: {unused} match no trainable parameter "
-                         f"(names look like {names})")
-    return [{"params": params, "weight_decay": method.weight_decay if decay else 0.0, "lr": method.lr * mult}
-            for (decay, mult), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: Schedule, min_ratio: float) -> float:
