@@ -34,13 +34,27 @@ def test_vqav2_layout_and_balance(shapes_root):
     assert len(test) == 40
     assert Counter(e["question_type"] for e in test) == {t: 8 for t in shapes_vqa.QUESTION_TYPES}
     for e in test:
-        assert set(e) == {"img_id", "question_id", "sent", "label", "answer_type", "question_type"}
+        assert set(e) == {"img_id", "question_id", "sent", "label", "answer_type", "question_type", "tags"}
         assert len(refs[e["question_id"]]) == 10
         assert (shapes_root / "images" / f"{e['img_id']}.jpg").exists()
     yes_no = Counter(max(e["label"], key=e["label"].get) for e in test if e["question_type"] == "yes/no")
     assert yes_no["yes"] == yes_no["no"] == 4
     # Soft scores follow the VQAv2 convention min(1, 0.3 * #annotators).
     assert all(s in (0.3, 0.6, 0.9, 1.0) or abs(s - 0.3 * round(s / 0.3)) < 1e-9 for e in test for s in e["label"].values())
+
+
+def test_questions_are_tagged_with_their_scenes_object_count(shapes_root):
+    for split in shapes_vqa.SPLITS:
+        entries = load_questions(shapes_root / "vqa" / f"karpathy_{split}.json")
+        by_image: dict[str, set] = {}
+        for e in entries:
+            assert len(e["tags"]) == 1 and e["tags"][0] in {"objects_1", "objects_2", "objects_3"}
+            by_image.setdefault(e["img_id"], set()).add(e["tags"][0])
+            if e["question_type"] == "count":  # the count answer is the scene's object count
+                assert e["tags"] == [f"objects_{max(e['label'], key=e['label'].get)}"]
+        assert all(len(tags) == 1 for tags in by_image.values())
+    assert {t for e in load_questions(shapes_root / "vqa" / "karpathy_test.json") for t in e["tags"]} == {
+        "objects_1", "objects_2", "objects_3"}
 
 
 def _write_features(path: Path, ids, shape=(4, 3), per_image=False):
@@ -101,5 +115,6 @@ def test_training_samples_answers_by_score(tmp_path):
     picks = Counter(data[0]["target"] for _ in range(2000))
     assert 0.70 < picks["red"] / 2000 < 0.80  # 0.9 / (0.9 + 0.3) = 0.75
     assert {data[0]["weight"] for _ in range(50)} == {0.9, 0.3}
+    assert data[0]["tags"] == []  # questions without tags (VQAv2) count only toward their types
     with pytest.raises(DataError, match="no human answers"):
         VQADataset(entries, FeatureStore(tmp_path / "f.h5", 4, 3), {}, False, "karpathy_test.json")

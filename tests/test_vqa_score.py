@@ -75,3 +75,23 @@ def test_repeated_samples_count_once():
 def test_empty_references_rejected():
     with pytest.raises(ValueError):
         vqa_score("red", [])
+
+
+def test_evaluator_reports_tags_beside_question_types():
+    """A question counts toward its type, its answer type and each of its tags."""
+    from memvp_lab.batch import VLBatch
+    from memvp_lab.evaluation import VQAEvaluator
+
+    empty = torch.zeros(3, 1, dtype=torch.long)
+    batch = VLBatch(input_ids=empty, attention_mask=empty, labels=empty, prompt_ids=empty, prompt_mask=empty,
+                    visual=None, has_image=torch.ones(3), weights=torch.ones(3), indices=torch.arange(3),
+                    answers=[["red"] * 10, ["2"] * 10, ["blue"] * 10], groups=["color", "count", "color"],
+                    answer_types=["other", "number", "other"], tags=[["objects_1"], ["objects_2"], ["objects_2"]])
+    evaluator = VQAEvaluator(["color", "count"], ["other", "number"], tags=["objects_1", "objects_2", "objects_3"])
+    evaluator.update(["red", "3", "blue"], batch)
+    out = evaluator.compute()
+    assert out["vqa_score"] == pytest.approx(2 / 3)
+    assert out["vqa_score/color"] == 1.0 and out["vqa_score/count"] == 0.0
+    assert out["vqa_score/objects_1"] == 1.0 and out["vqa_score/objects_2"] == 0.5
+    assert "vqa_score/objects_3" not in out  # no question of that group
+    assert evaluator.breakdown == ("color", "count", "objects_1", "objects_2", "objects_3")

@@ -39,7 +39,7 @@ class VLBatch:
     groups: list[str] = field(default_factory=list)
     answer_types: list[str] = field(default_factory=list)
     pixels: torch.Tensor | None = None  # (B, 3, H, W) images, when the vision encoder runs on the fly
-    tags: list[list[str]] = field(default_factory=list)  # categories a sample counts toward (ScienceQA)
+    tags: list[list[str]] = field(default_factory=list)  # further groups a sample counts toward (ScienceQA categories, shapes object counts)
     num_choices: list[int] = field(default_factory=list)  # options of a multiple-choice question
 
     def __len__(self) -> int:

@@ -61,24 +61,39 @@ def _floats(values: dict[str, torch.Tensor], prefix: str, overall: bool = True) 
 
 
 class VQAEvaluator(Evaluator):
-    """The official VQA accuracy, per question type and per answer type (VQAv2, shapes)."""
+    """The official VQA accuracy, per question type and per answer type (VQAv2, shapes).
+
+    Args:
+        question_types, answer_types: the groups reported as ``vqa_score/<type>`` and
+            ``vqa_score/answer_type/<type>``.
+        tags: further groups read from the questions' ``tags`` (a question may carry several),
+            reported as ``vqa_score/<tag>``; shapes_vqa tags each question with its scene's
+            object count (``objects_1`` ... ``objects_3``).
+    """
 
     primary = "vqa_score"
 
-    def __init__(self, question_types: Sequence[str] = (), answer_types: Sequence[str] = ()) -> None:
+    def __init__(self, question_types: Sequence[str] = (), answer_types: Sequence[str] = (),
+                 tags: Sequence[str] = ()) -> None:
         super().__init__()
         self.breakdown = (tuple(metric_key(q) for q in question_types) if question_types
                           else tuple(f"answer_type/{metric_key(a)}" for a in answer_types))
+        self.breakdown += tuple(metric_key(t) for t in tags)
         self.by_question_type = VQAScore(groups=question_types)
         self.by_answer_type = VQAScore(groups=answer_types)
+        self.by_tag = VQAScore(groups=tags) if tags else None
 
     def update(self, predictions, batch):
         self.by_question_type.update(predictions, batch.answers, batch.groups, batch.indices)
         self.by_answer_type.update(predictions, batch.answers, batch.answer_types, batch.indices)
+        if self.by_tag is not None:
+            self.by_tag.update(predictions, batch.answers, batch.tags, batch.indices)
 
     def compute(self):
         out = _floats(self.by_question_type.compute(), "vqa_score")
         out.update(_floats(self.by_answer_type.compute(), "vqa_score/answer_type", overall=False))
+        if self.by_tag is not None:
+            out.update(_floats(self.by_tag.compute(), "vqa_score", overall=False))
         return out
 
 

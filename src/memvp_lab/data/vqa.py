@@ -1,7 +1,8 @@
 """VQAv2-style question files (Karpathy split, as distributed with VL-T5 / VL-Adapter).
 
 Each file is a JSON list of entries ``{"img_id", "question_id", "sent", "label": {answer: score},
-"answer_type", "question_type"}``. The official annotations (``{"annotations": [{"question_id",
+"answer_type", "question_type"}`` and optionally ``"tags"`` (more groups a question counts toward,
+e.g. the shapes scenes' ``objects_2``). The official annotations (``{"annotations": [{"question_id",
 "answers": [{"answer": ...} x 10], ...}]}``) provide the ten human answers the score uses.
 """
 
@@ -129,5 +130,6 @@ class VQADataset(Dataset):
             "target": answer, "weight": weight,
             "answers": self._references(e, label, answer),
             "group": e.get("question_type", ""), "answer_type": e.get("answer_type", ""),
+            "tags": list(e.get("tags", ())),
             "visual": np.asarray(visual), "has_image": 1.0,
         }

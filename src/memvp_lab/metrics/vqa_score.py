@@ -111,11 +111,14 @@ class VQAScore(GroupedMean):
     Args:
         groups: the group names reported separately (e.g. the question types); a sample whose
             group is not listed only counts toward the overall score.
+
+    ``update``'s ``groups`` gives each sample one group name or a list of them (tags).
     """
 
     def update(self, predictions: Sequence[str], answers: Sequence[Sequence[str]],
-               groups: Sequence[str] | None = None, indices: Sequence[int] | torch.Tensor | None = None) -> None:
+               groups: Sequence[str | Sequence[str]] | None = None,
+               indices: Sequence[int] | torch.Tensor | None = None) -> None:
         if len(predictions) != len(answers):
             raise ValueError(f"{len(predictions)} predictions but {len(answers)} answer lists")
-        memberships = [[g] for g in groups] if groups is not None else None
+        memberships = [[g] if isinstance(g, str) else list(g) for g in groups] if groups is not None else None
         self.add([vqa_score(p, r) for p, r in zip(predictions, answers)], memberships, indices)
