@@ -39,7 +39,8 @@ class VLBatch:
     groups: list[str] = field(default_factory=list)
     answer_types: list[str] = field(default_factory=list)
     pixels: torch.Tensor | None = None  # (B, 3, H, W) images, when the vision encoder runs on the fly
-    tags: list[list[str]] = field(default_factory=list)  # further groups a sample counts toward (ScienceQA categories, shapes object counts)
+    # further groups a sample counts toward (ScienceQA categories, shapes_vqa object counts)
+    tags: list[list[str]] = field(default_factory=list)
     num_choices: list[int] = field(default_factory=list)  # options of a multiple-choice question
 
     def __len__(self) -> int:
