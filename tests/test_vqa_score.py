@@ -92,6 +92,7 @@ def test_evaluator_reports_tags_beside_question_types():
     out = evaluator.compute()
     assert out["vqa_score"] == pytest.approx(2 / 3)
     assert out["vqa_score/color"] == 1.0 and out["vqa_score/count"] == 0.0
+    assert out["vqa_score/answer_type/other"] == 1.0 and out["vqa_score/answer_type/number"] == 0.0
     assert out["vqa_score/objects_1"] == 1.0 and out["vqa_score/objects_2"] == 0.5
     assert "vqa_score/objects_3" not in out  # no question of that group
     assert evaluator.breakdown == ("color", "count", "objects_1", "objects_2", "objects_3")

@@ -79,21 +79,23 @@ class VQAEvaluator(Evaluator):
         self.breakdown = (tuple(metric_key(q) for q in question_types) if question_types
                           else tuple(f"answer_type/{metric_key(a)}" for a in answer_types))
         self.breakdown += tuple(metric_key(t) for t in tags)
-        self.by_question_type = VQAScore(groups=question_types)
-        self.by_answer_type = VQAScore(groups=answer_types)
-        self.by_tag = VQAScore(groups=tags) if tags else None
+        # One metric scores each sample once; a sample belongs to its question type, its answer
+        # type (prefixed: shapes has a question type and an answer type both named yes/no) and
+        # its tags.
+        self.names = {**{g: f"vqa_score/{metric_key(g)}" for g in (*question_types, *tags)},
+                      **{f"answer_type/{a}": f"vqa_score/answer_type/{metric_key(a)}" for a in answer_types}}
+        self.scores = VQAScore(groups=list(self.names))
 
     def update(self, predictions, batch):
-        self.by_question_type.update(predictions, batch.answers, batch.groups, batch.indices)
-        self.by_answer_type.update(predictions, batch.answers, batch.answer_types, batch.indices)
-        if self.by_tag is not None:
-            self.by_tag.update(predictions, batch.answers, batch.tags, batch.indices)
+        n = len(predictions)
+        memberships = [[g, f"answer_type/{a}", *t] for g, a, t in zip(
+            batch.groups or [""] * n, batch.answer_types or [""] * n, batch.tags or [()] * n)]
+        self.scores.update(predictions, batch.answers, memberships, batch.indices)
 
     def compute(self):
-        out = _floats(self.by_question_type.compute(), "vqa_score")
-        out.update(_floats(self.by_answer_type.compute(), "vqa_score/answer_type", overall=False))
-        if self.by_tag is not None:
-            out.update(_floats(self.by_tag.compute(), "vqa_score", overall=False))
+        values = self.scores.compute()
+        out = {"vqa_score": float(values.pop("overall"))}
+        out.update({self.names[g]: float(v) for g, v in values.items()})
         return out
 
 
