@@ -116,7 +116,7 @@ report-mini-table-4: setup  ## Render the CPU-scale Table 4 (reports/mini_table4
 	$(PY) -m memvp_lab.report mini_table4
 
 # one process per study: each starts from a clean heap, so one study's memory cannot starve the next
-BENCH_STUDIES ?= table1_flops,memvp_overhead,fig4_left,table3_smollm2,table3_llama7b_shape,fig2_text_length
+BENCH_STUDIES ?= table1_flops,memvp_overhead,fig4_left,table3_smollm2,table3_llama7b_shape,fig2_text_length,prefix_cache
 
 bench: setup  ## Efficiency studies (conf/study/): FLOPs, step time, memory vs the paper, ~10 min CPU (bench/latest/SUMMARY.md)
 	@sweep=bench/$$(date +%Y-%m-%d_%H-%M-%S); \

@@ -167,3 +167,16 @@ def test_flops_table_study_counts_every_cell(tmp_path):
     cell = result["cells"]["tiny_t5/memvp"]["vqav2"]
     assert cell["measured"] == pytest.approx(cell["analytic"]) and cell["paper"] is None
     assert result["derived_lengths"] == {}  # no paper row for tiny backbones
+
+
+def test_prefix_cache_study_times_both_paths_of_one_model_and_they_agree(tmp_path):
+    study = _study("prefix_cache", "study.rounds=1", "study.warmup=1", "study.train_batch_size=2")
+    with open_dict(study):
+        study.cases = {"tiny_llama": ["backbone=tiny_llama", "vision=tiny_random", "task=shapes_vqa",
+                                      "method.n=64", "method.first_layer=1"]}
+    result = run_study(study, tmp_path)
+    case = result["cases"]["tiny_llama"]
+    assert (case["layers"], case["skipped_layers"]) == (2, 1)
+    assert case["train_s_full"] > 0 and case["train_s_cached"] > 0 and case["loss_abs_diff"] < 1e-6
+    assert case["hit_rate"] > 0.5  # after the first call every text comes from the cache
+    assert "1-1 of 2" in (tmp_path / "bench.md").read_text() and (tmp_path / "bench.png").exists()

@@ -21,7 +21,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from memvp_lab.benchmark import compare, flops_table, overhead, plots, text_length
+from memvp_lab.benchmark import compare, flops_table, overhead, plots, prefix_cache, text_length
 from memvp_lab.config.schemas import register_schemas
 from memvp_lab.paths import config_dir, write_text_atomic
 from memvp_lab.results import machine, package_versions
@@ -29,7 +29,8 @@ from memvp_lab.results import machine, package_versions
 log = logging.getLogger(__name__)
 register_schemas()
 
-STUDIES = {"compare": compare, "flops_table": flops_table, "text_length": text_length, "overhead": overhead}
+STUDIES = {"compare": compare, "flops_table": flops_table, "text_length": text_length, "overhead": overhead,
+           "prefix_cache": prefix_cache}
 
 
 def release_memory() -> None:

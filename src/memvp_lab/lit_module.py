@@ -147,6 +147,12 @@ class VisionLanguageTask(L.LightningModule):
             submission = self.evaluators[split].submission(list(unique.values()))
             write_text_atomic(self.predictions_dir / f"predictions_{split}.json", json.dumps(submission))
 
+    def on_train_end(self) -> None:
+        cache = self.model.prefix_cache
+        if cache is not None:
+            log.info("frozen prefix cache: %d distinct texts, %.1f%% of training sequences started at layer %d",
+                     len(cache), 100 * cache.hit_rate, cache.num_layers)
+
     def on_validation_epoch_start(self) -> None:
         self._predictions = []
 

@@ -21,7 +21,9 @@ from torch import nn
 
 from memvp_lab.backbones.base import Backbone
 from memvp_lab.batch import VLBatch
+from memvp_lab.config.errors import ConfigError
 from memvp_lab.methods.prompting import Prompting
+from memvp_lab.prefix_cache import FrozenPrefixCache, frozen_prefix_layers, is_right_padded
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +52,13 @@ class VisionLanguageModel(nn.Module):
             ``encoder_layer_norms``, ``biases`` or ``all``.
         vision_tower: a vision encoder run on the fly (for methods that train adapters inside
             it); its own ``requires_grad`` flags are kept. ``None``: features come pre-extracted.
+        cache_frozen_prefix: reuse the hidden states that enter the first decoder layer with
+            anything trainable or hooked, per distinct text (``FrozenPrefixCache``); decoder-only.
     """
 
     def __init__(self, backbone: Backbone, prompting: Prompting, injected: Sequence[str] = (),
-                 unfreeze: Sequence[str] = (), vision_tower: nn.Module | None = None) -> None:
+                 unfreeze: Sequence[str] = (), vision_tower: nn.Module | None = None,
+                 cache_frozen_prefix: bool = False) -> None:
         super().__init__()
         self.lm = backbone.model
         self.prompting = prompting
@@ -68,6 +73,23 @@ class VisionLanguageModel(nn.Module):
         unfrozen = self._unfreeze(unfreeze)
         if unfrozen:
             log.info("also training %d LM tensors: %s ...", len(unfrozen), ", ".join(unfrozen[:3]))
+        self.prefix_cache = self._prefix_cache() if cache_frozen_prefix else None
+
+    def _prefix_cache(self) -> FrozenPrefixCache:
+        base = self.lm.base_model
+        layers = getattr(base, "layers", None)
+        if self.is_encoder_decoder or layers is None:
+            raise ConfigError("method.cache_frozen_prefix=true needs a decoder-only backbone with a .layers list; "
+                             "set method.cache_frozen_prefix=false")
+        k = frozen_prefix_layers(layers, self.lm.get_input_embeddings())
+        if k == 0 or k == len(layers):
+            raise ConfigError(
+                f"method.cache_frozen_prefix=true, but {'no' if k == 0 else 'every'} leading decoder layer is free of "
+                "trainable or hooked modules; it pays for MemVP with method.first_layer>0 and nothing unfrozen. "
+                "Set method.cache_frozen_prefix=false")
+        log.info("frozen prefix cache: decoder layers 0-%d are frozen and unhooked; their output is reused per text",
+                 k - 1)
+        return FrozenPrefixCache(base, k)
 
     def _unfreeze(self, parts: Iterable[str]) -> list[str]:
         names: list[str] = []
@@ -138,7 +160,7 @@ class VisionLanguageModel(nn.Module):
                 token_loss = F.cross_entropy(logits[mask], targets[mask], reduction="none")
                 rows = mask.nonzero()[:, 0]
             else:
-                hidden = self.lm.base_model(**inputs).last_hidden_state
+                hidden = self._decoder_hidden(inputs, prefix)
                 labels = F.pad(batch.labels, (prefix, 0), value=-100) if prefix else batch.labels
                 targets = labels[:, 1:]
                 mask = targets != -100
@@ -150,6 +172,15 @@ class VisionLanguageModel(nn.Module):
         sums = torch.zeros(len(batch), device=token_loss.device, dtype=token_loss.dtype).index_add_(0, rows, token_loss)
         counts = torch.bincount(rows, minlength=len(batch)).clamp(min=1)
         return sums / counts
+
+    def _decoder_hidden(self, inputs: dict, prefix: int) -> torch.Tensor:
+        """The decoder-only model's last hidden states, from the frozen-prefix cache when it applies
+        (text-only input, right-padded)."""
+        cache = self.prefix_cache
+        if (cache is not None and prefix == 0 and set(inputs) == {"input_ids", "attention_mask"}
+                and is_right_padded(inputs["attention_mask"])):
+            return cache(inputs["input_ids"], inputs["attention_mask"])
+        return self.lm.base_model(**inputs, use_cache=False).last_hidden_state
 
     @torch.no_grad()
     def generate(self, batch: VLBatch, max_new_tokens: int, num_beams: int = 1, **generate_kwargs) -> list[str]:

@@ -100,3 +100,17 @@ def overhead(result: dict, path: Path) -> Path:
     ax.set_ylim(bottom=0.8)
     ax.legend(fontsize=7)
     return _save(figure, path)
+
+
+def prefix_cache(result: dict, path: Path) -> Path:
+    """Training step time with and without the frozen-prefix cache, per case."""
+    names = list(result["cases"])
+    figure, (ax,) = _figure(1.6 + 1.4 * len(names), 3.4)
+    width = 0.38
+    for j, (key, label) in enumerate((("train_s_full", "every layer"), ("train_s_cached", "cached prefix"))):
+        xs = [i + (j - 0.5) * width for i in range(len(names))]
+        ax.bar(xs, [result["cases"][n][key] for n in names], width, label=label)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("train s / step")
+    ax.legend(fontsize=7)
+    return _save(figure, path)

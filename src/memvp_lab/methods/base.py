@@ -45,6 +45,9 @@ class MethodConfig:
     # Learning-rate multipliers by trainable-parameter name (fnmatch patterns, first match wins),
     # e.g. method.lr_multipliers={prompting.projector.*:10}; unmatched parameters train at ``lr``.
     lr_multipliers: Any = None  # dict[str, float] or None (Any: Hydra can then set it from the command line)
+    # Reuse the output of the frozen, unhooked bottom decoder layers per distinct text (decoder-only;
+    # pays for MemVP with first_layer > 0 on repeated texts). The same computation, checked on first use.
+    cache_frozen_prefix: bool = False
 
     def __post_init__(self) -> None:
         coerce_enums(self)

@@ -41,4 +41,4 @@ class InputSpaceMethodConfig(MethodConfig):
         prompting = build_input_prompting(self.prompt, backbone, visual)
         injected = self.inject(backbone)
         return VisionLanguageModel(backbone, prompting, injected=injected, unfreeze=self.unfreeze,
-                                   vision_tower=vision_tower)
+                                   vision_tower=vision_tower, cache_frozen_prefix=self.cache_frozen_prefix)

@@ -91,4 +91,5 @@ class MemVPConfig(MethodConfig):
         )
         log.info("MemVP: visual memory (%d slots) in %d FFNs: %s ... %s", memory.num_slots, len(sites),
                  sites[0].name, sites[-1].name)
-        return VisionLanguageModel(backbone, memory, unfreeze=self.unfreeze, vision_tower=vision_tower)
+        return VisionLanguageModel(backbone, memory, unfreeze=self.unfreeze, vision_tower=vision_tower,
+                                   cache_frozen_prefix=self.cache_frozen_prefix)
