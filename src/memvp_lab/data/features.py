@@ -227,10 +227,14 @@ def _encoded_batches(encoder, image_paths: dict[str, Path], todo: list[str], bat
     """Yields (image ids, float16 features) batch by batch, with a progress bar."""
     if not isinstance(encoder, torch.nn.Module):
         encoder = encoder()
+    # NHWC: CPU convolutions (depthwise ones above all) run faster in it; EfficientNet-Lite0
+    # extracts 1.6x faster, its features equal NCHW ones to 3e-5.
+    encoder = encoder.to(memory_format=torch.channels_last)
     run = None
     for start in tqdm(range(0, len(todo), batch_size), desc="features", unit="batch"):
         ids = todo[start:start + batch_size]
         images = torch.stack([load_image(image_paths[i], encoder.image_size) for i in ids])
+        images = images.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             if run is None:
                 run = _traced(encoder, images) if trace else encoder
