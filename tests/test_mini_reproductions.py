@@ -11,7 +11,9 @@ import pytest
 
 from conftest import TINY_DATA
 
-TINY = ["backbone=tiny_llama", "trainer=debug", "logger=csv", *TINY_DATA]
+# Explicit steps too: an experiment may pin the trainer's (mini_table3 does), command-line values win.
+TINY = ["backbone=tiny_llama", "trainer=debug", "trainer.max_steps=4", "trainer.val_check_interval=2", "logger=csv",
+        *TINY_DATA]
 
 
 @pytest.mark.slow
