@@ -103,7 +103,8 @@ class FrozenPrefixCache:
 
     def _lookup(self, input_ids: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         """(B, L, d) layer-``k`` inputs, computing the sequences not cached yet (pads are zero)."""
-        keys = [input_ids[i, :n].cpu().numpy().tobytes() for i, n in enumerate(lengths)]
+        ids_cpu = input_ids.cpu()  # one device-to-host copy for the whole batch
+        keys = [ids_cpu[i, :n].numpy().tobytes() for i, n in enumerate(lengths)]
         first_row = {key: i for i, key in reversed(list(enumerate(keys)))}
         missing = [i for key, i in first_row.items() if key not in self.entries]
         self.hits += len(keys) - len(missing)
