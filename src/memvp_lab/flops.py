@@ -68,15 +68,12 @@ def measure_lm_flops(model: nn.Module, batch: VLBatch, max_samples: int = 8, wit
     outside the LM) is not. ``within=None`` counts the whole model, projector included.
     """
     was_training = model.training
-    cache = getattr(model, "prefix_cache", None)
     model.eval()
-    model.prefix_cache = None  # every layer counts, as it does for a text the cache has not seen
     try:
-        with eager_attention(model.lm):
+        with eager_attention(model.lm), model.prefix_cache_off():  # every layer counts
             counts = [count_flops(model, batch.sample(i), within=within) for i in range(min(max_samples, len(batch)))]
     finally:
         model.train(was_training)
-        model.prefix_cache = cache
     return sum(counts) / len(counts)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 
 import torch
@@ -172,6 +172,15 @@ class VisionLanguageModel(nn.Module):
         sums = torch.zeros(len(batch), device=token_loss.device, dtype=token_loss.dtype).index_add_(0, rows, token_loss)
         counts = torch.bincount(rows, minlength=len(batch)).clamp(min=1)
         return sums / counts
+
+    @contextmanager
+    def prefix_cache_off(self) -> Iterator[None]:
+        """Every layer runs inside the block, as for a text the cache has not seen."""
+        cache, self.prefix_cache = self.prefix_cache, None
+        try:
+            yield
+        finally:
+            self.prefix_cache = cache
 
     def _decoder_hidden(self, inputs: dict, prefix: int) -> torch.Tensor:
         """The decoder-only model's last hidden states, from the frozen-prefix cache when it applies

@@ -31,18 +31,14 @@ def run(cfg: DictConfig) -> dict:
         subject = Subject(model, batch, batch, lengths.answer, lr=0.0)  # lr 0: every round sees the same model
 
         def full_step() -> None:
-            model.prefix_cache = None
-            try:
+            with model.prefix_cache_off():
                 subject.train_step()
-            finally:
-                model.prefix_cache = cache
 
         model.eval()  # no dropout: the two losses must agree exactly
         with torch.no_grad():
             loss_cached = model(batch).mean().item()  # fills the cache
-            model.prefix_cache = None
-            loss_full = model(batch).mean().item()
-            model.prefix_cache = cache
+            with model.prefix_cache_off():
+                loss_full = model(batch).mean().item()
         seconds = medians(interleaved({"full": full_step, "cached": subject.train_step}, cfg.rounds, cfg.warmup))
         layers = len(model.lm.base_model.layers)
         rows[name] = {
