@@ -16,32 +16,65 @@ from memvp_lab.metrics.vqa_score import VQAScore, normalize_answer, process_punc
     ("black/white", "black white"),  # '/' between words becomes a space
     ("3.5", "3.5"),              # a decimal point survives
     ("  none\n", "0"),
+    ("the three", "3"),
 ])
 def test_normalize_answer(raw, expected):
     assert normalize_answer(raw) == expected
 
 
-def test_leave_one_out_average():
-    # 2 of 10 humans agree: the 2 subsets without one of them have 1 match (1/3), the other 8 have 2 (2/3).
-    assert vqa_score("red", ["red"] * 2 + ["blue"] * 8) == pytest.approx((2 * (1 / 3) + 8 * (2 / 3)) / 10)
-    assert vqa_score("red", ["red"] * 3 + ["blue"] * 7) == pytest.approx((3 * (2 / 3) + 7 * 1.0) / 10)
-    assert vqa_score("red", ["red"] * 4 + ["blue"] * 6) == 1.0
-    assert vqa_score("green", ["red"] * 10) == 0.0
+def test_period_stripping_stops_after_32():
+    # Both scripts pass re.UNICODE (32) as re.sub's count: periods past the 32nd stay.
+    assert process_punctuation("x." * 40) == "x" * 32 + "x." * 8
 
 
-def test_prediction_is_normalised_references_only_punctuation():
-    # The prediction "Two" becomes "2"; references are compared as written (after punctuation).
-    assert vqa_score("Two", ["2"] * 10) == 1.0
-    assert vqa_score("2", ["two"] * 4 + ["2"] * 6) == 1.0      # 6 literal "2" references
-    assert vqa_score("2", ["two"] * 8 + ["2"] * 2) == pytest.approx(0.6)  # "two" references are not mapped
+# (prediction, ten references, official score, VL-T5 score). Scores worked out by hand: with k of
+# the ten references matching, the leave-one-out mean is (k * min(1, (k-1)/3) + (10-k) * min(1, k/3)) / 10,
+# so 2 matches give 0.6 and 3 or more give 1.
+RULE_CASES = {
+    # all ten references identical: the official rule normalises nothing, VL-T5 the prediction
+    "identical, question mark": ("2?", ["2"] * 10, 0.0, 1.0),
+    "identical, number word": ("two", ["2"] * 10, 0.0, 1.0),
+    "identical, case": ("yes", ["Yes"] * 10, 0.0, 0.0),
+    "identical, period in references": ("yes.", ["yes."] * 10, 1.0, 0.0),
+    "identical, whitespace": (" 2\t", ["2"] * 10, 1.0, 1.0),
+    "identical, newline in references": ("red", ["red\n"] * 10, 1.0, 0.0),  # VL-T5 never strips references
+    # references differ: the official rule normalises both sides fully, VL-T5 the references by punctuation only
+    "differ, number words in references": ("2", ["two"] * 8 + ["2"] * 2, 1.0, 0.6),
+    "differ, none is 0": ("0", ["none"] * 8 + ["0"] * 2, 1.0, 0.6),
+    "differ, number word in prediction": ("the three", ["3"] * 9 + ["4"], 1.0, 1.0),
+    "differ, articles in references": ("dog", ["the dog"] * 8 + ["dog"] * 2, 1.0, 0.6),
+    "differ, contractions in references": ("isn't", ["isnt"] * 8 + ["isn't"] * 2, 1.0, 0.6),
+    "differ, case in references": ("yes", ["Yes"] * 8 + ["yes"] * 2, 1.0, 0.6),
+    "differ, punctuation": ("yes!", ["yes."] * 9 + ["no"], 1.0, 1.0),
+    "differ, comma inside a number": ("1000", ["1,000"] * 9 + ["1000"], 1.0, 1.0),
+    "differ, slash between words": ("black white", ["black/white"] * 9 + ["gray"], 1.0, 1.0),
+    "leave-one-out, 2 of 10": ("red", ["red"] * 2 + ["blue"] * 8, 0.6, 0.6),
+    "leave-one-out, 3 of 10": ("red", ["red"] * 3 + ["blue"] * 7, 0.9, 0.9),
+    "leave-one-out, 1 of 10": ("red", ["red"] + ["blue"] * 9, 0.3, 0.3),
+    "no match": ("green", ["red"] * 10, 0.0, 0.0),
+}
 
 
-def test_identical_references_are_not_normalised():
-    # All ten references identical: left as they are, so a capitalised reference never matches.
-    assert vqa_score("yes", ["Yes"] * 10) == 0.0
-    # Not all identical: punctuation is processed ('yes.' -> 'yes'), case is not.
-    assert vqa_score("yes", ["yes."] * 9 + ["no"]) == 1.0
-    assert process_punctuation("yes.") == "yes"
+@pytest.mark.parametrize("prediction, answers, official, vl_t5", RULE_CASES.values(), ids=list(RULE_CASES))
+def test_both_rules(prediction, answers, official, vl_t5):
+    assert vqa_score(prediction, answers) == pytest.approx(official)  # official is the default
+    assert vqa_score(prediction, answers, rule="official") == pytest.approx(official)
+    assert vqa_score(prediction, answers, rule="vl_t5") == pytest.approx(vl_t5)
+
+
+def test_unknown_rule_rejected():
+    with pytest.raises(ValueError, match="vl_t5"):
+        vqa_score("red", ["red"] * 10, rule="vqa2")
+    with pytest.raises(ValueError, match="official"):
+        VQAScore(rule="lenient")
+
+
+def test_metric_uses_its_rule():
+    official, vl_t5 = VQAScore(), VQAScore(rule="vl_t5")
+    for metric in (official, vl_t5):
+        metric.update(["two", "2"], [["2"] * 10, ["two"] * 8 + ["2"] * 2])
+    assert official.compute()["overall"].item() == pytest.approx((0.0 + 1.0) / 2)
+    assert vl_t5.compute()["overall"].item() == pytest.approx((1.0 + 0.6) / 2)
 
 
 def test_metric_groups_and_merge():

@@ -61,7 +61,7 @@ def _floats(values: dict[str, torch.Tensor], prefix: str, overall: bool = True) 
 
 
 class VQAEvaluator(Evaluator):
-    """The official VQA accuracy, per question type and per answer type (VQAv2, shapes).
+    """VQA accuracy, per question type and per answer type (VQAv2, shapes).
 
     Args:
         question_types, answer_types: the groups reported as ``vqa_score/<type>`` and
@@ -69,13 +69,16 @@ class VQAEvaluator(Evaluator):
         tags: further groups read from the questions' ``tags`` (a question may carry several),
             reported as ``vqa_score/<tag>``; shapes_vqa tags each question with its scene's
             object count (``objects_1`` ... ``objects_3``).
+        rule: ``"official"`` (the current GT-Vision-Lab script) or ``"vl_t5"`` (the evaluator
+            behind the paper's Table 1), see ``memvp_lab.metrics.vqa_score``.
     """
 
     primary = "vqa_score"
 
     def __init__(self, question_types: Sequence[str] = (), answer_types: Sequence[str] = (),
-                 tags: Sequence[str] = ()) -> None:
+                 tags: Sequence[str] = (), rule: str = "official") -> None:
         super().__init__()
+        self.rule = rule
         self.breakdown = (tuple(metric_key(q) for q in question_types) if question_types
                           else tuple(f"answer_type/{metric_key(a)}" for a in answer_types))
         self.breakdown += tuple(metric_key(t) for t in tags)
@@ -84,7 +87,7 @@ class VQAEvaluator(Evaluator):
         # its tags.
         self.names = {**{g: f"vqa_score/{metric_key(g)}" for g in (*question_types, *tags)},
                       **{f"answer_type/{a}": f"vqa_score/answer_type/{metric_key(a)}" for a in answer_types}}
-        self.scores = VQAScore(groups=list(self.names))
+        self.scores = VQAScore(groups=list(self.names), rule=rule)
 
     def update(self, predictions, batch):
         n = len(predictions)

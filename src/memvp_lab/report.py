@@ -10,7 +10,10 @@ table cell is the mean and standard deviation over the runs (seeds) of its row a
 metric), shown beside the paper's value from ``experiments/<name>.paper.json`` and the difference.
 A row is named by the config keys in ``rows``: a config group gives its ``name`` (``backbone``),
 a dotted key its value (``method.ablation``; null shown as ``null``). Cells without runs say
-``missing`` (never 0). Writes ``<out>/<name>.md`` and ``<name>.csv``; when the json declares a
+``missing`` (never 0); cells whose runs failed (``"status": "failed"`` in their results.json) say
+``failed``. The report names the rule that scored a metric where a task has more than one
+(``metric_rule``: VQA accuracy ``official`` or ``vl_t5``) and warns when the runs of one table
+were made with different package versions. Writes ``<out>/<name>.md`` and ``<name>.csv``; when the json declares a
 ``plot`` (``{"x": metric(s), "y": metric(s), "series": row key}``), also ``<out>/<name>.png``:
 one point per row, the mean of its columns of those metrics, measured beside the paper's.
 """
@@ -22,7 +25,8 @@ import csv
 import json
 import statistics
 import sys
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from memvp_lab.paths import config_dir
@@ -32,6 +36,8 @@ from memvp_lab.paths import config_dir
 class Cell:
     values: list[float]
     paper: float | None
+    failed: int = 0  # runs of this cell that ended with an error instead of a score
+    rules: set[str] = field(default_factory=set)  # metric_rule of the runs that scored it
 
     @property
     def mean(self) -> float | None:
@@ -93,6 +99,10 @@ def _row_key(record: dict, fields: list[str]) -> str:
     return "/".join(_row_value(record["config"], f) for f in fields)
 
 
+def failed(record: dict) -> bool:
+    return record.get("status") == "failed"
+
+
 def build_table(spec: dict, runs: list[dict]) -> dict[str, list[Cell]]:
     rows: dict[str, list[Cell]] = {}
     keys = list(spec["cells"]) + sorted({_row_key(r, spec["rows"]) for r in runs} - set(spec["cells"]))
@@ -100,19 +110,45 @@ def build_table(spec: dict, runs: list[dict]) -> dict[str, list[Cell]]:
         paper = spec["cells"].get(key, [None] * len(spec["columns"]))
         cells = []
         for column, paper_value in zip(spec["columns"], paper):
-            values = [r[column["metric"]] * column.get("scale", 1) for r in runs
-                      if _row_key(r, spec["rows"]) == key and r["config"]["task"]["name"] == column["task"]
-                      and column["metric"] in r]
-            cells.append(Cell(values, paper_value))
+            mine = [r for r in runs if _row_key(r, spec["rows"]) == key
+                    and ((r["config"].get("task") or {}).get("name")) == column["task"]]
+            scored = [r for r in mine if not failed(r) and column["metric"] in r]
+            cells.append(Cell([r[column["metric"]] * column.get("scale", 1) for r in scored], paper_value,
+                              failed=sum(map(failed, mine)),
+                              rules={r["metric_rule"] for r in scored if r.get("metric_rule")}))
         rows[key] = cells
     return rows
 
 
+def version_warnings(runs: list[dict]) -> list[str]:
+    """One line per package whose version differs between the runs of a table."""
+    seen: dict[str, Counter] = {}
+    for run in runs:
+        for package, version in (run.get("versions") or {}).items():
+            seen.setdefault(package, Counter())[version] += 1
+    return [f"warning: runs made with different {package} versions: "
+            + ", ".join(f"{v} ({n} run{'s' if n > 1 else ''})" for v, n in sorted(counts.items()))
+            for package, counts in sorted(seen.items()) if len(counts) > 1]
+
+
+def scoring_notes(spec: dict, rows: dict[str, list[Cell]]) -> list[str]:
+    """Which rule scored each column that has one (VQA accuracy); a warning where a column mixes rules."""
+    notes = []
+    for i, column in enumerate(spec["columns"]):
+        rules = set().union(*(cells[i].rules for cells in rows.values())) if rows else set()
+        if len(rules) == 1:
+            notes.append(f"{column['label']}: scored with the `{rules.pop()}` VQA rule")
+        elif rules:
+            notes.append(f"warning: {column['label']} mixes VQA rules {sorted(rules)}: its cells are not comparable")
+    return notes
+
+
 def _fmt(cell: Cell, compare: bool = True) -> str:
     if not cell.values:
-        ours = "missing"
+        ours = f"failed (n={cell.failed})" if cell.failed else "missing"
     else:
         ours = f"{cell.mean:.2f}" + (f" ± {cell.std:.2f}" if len(cell.values) > 1 else "") + f" (n={len(cell.values)})"
+        ours += f" +{cell.failed} failed" if cell.failed else ""
     if cell.paper is None:
         return ours
     diff = "" if cell.mean is None or not compare else f", {cell.mean - cell.paper:+.2f}"
@@ -125,15 +161,18 @@ def _compares(spec: dict) -> bool:
     return not spec.get("paper_for_reference_only", False)
 
 
-def render_markdown(spec: dict, rows: dict[str, list[Cell]]) -> str:
+def render_markdown(spec: dict, rows: dict[str, list[Cell]], runs: list[dict] | None = None) -> str:
     head = " | ".join(["/".join(spec["rows"]), *(c["label"] for c in spec["columns"])])
     lines = [f"**{spec['title']}**", "", f"| {head} |", "|" + "---|" * (len(spec["columns"]) + 1)]
     compare = _compares(spec)
     lines += [f"| {key} | " + " | ".join(_fmt(c, compare) for c in cells) + " |" for key, cells in rows.items()]
     legend = "[paper value, ours - paper]" if compare else "[the paper's full-scale value, for reference only]"
-    lines += ["", f"Cells: ours as mean ± std over runs (n), {legend}; `missing`: no run yet."]
+    lines += ["", f"Cells: ours as mean ± std over runs (n), {legend}; `missing`: no run yet; `failed`: runs "
+              "that ended with an error (their results.json says which)."]
     notes = spec.get("notes") or []
-    lines += ["", "Notes:", *(f"- {n}" for n in ([notes] if isinstance(notes, str) else notes))] if notes else []
+    notes = [*([notes] if isinstance(notes, str) else notes), *scoring_notes(spec, rows),
+             *version_warnings(runs or [])]
+    lines += ["", "Notes:", *(f"- {n}" for n in notes)] if notes else []
     return "\n".join(lines)
 
 
@@ -207,11 +246,12 @@ def write_plot(path: Path, spec: dict, rows: dict[str, list[Cell]]) -> dict:
 def write_csv(path: Path, spec: dict, rows: dict[str, list[Cell]]) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["row", "column", "mean", "std", "n", "paper", "difference"])
+        writer.writerow(["row", "column", "mean", "std", "n", "failed", "rule", "paper", "difference"])
         for key, cells in rows.items():
             for column, cell in zip(spec["columns"], cells):
                 diff = None if cell.mean is None or cell.paper is None or not _compares(spec) else cell.mean - cell.paper
-                writer.writerow([key, column["label"], cell.mean, cell.std, len(cell.values), cell.paper, diff])
+                writer.writerow([key, column["label"], cell.mean, cell.std, len(cell.values), cell.failed,
+                                 "+".join(sorted(cell.rules)), cell.paper, diff])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         runs += load_wandb_runs(args.wandb, source)
     rows = build_table(spec, runs)
     args.out.mkdir(parents=True, exist_ok=True)
-    markdown = render_markdown(spec, rows)
+    markdown = render_markdown(spec, rows, runs)
     if spec.get("plot"):
         write_plot(args.out / f"{args.experiment}.png", spec, rows)
         markdown += f"\n\n![{spec['title']}]({args.experiment}.png)"

@@ -60,10 +60,16 @@ def machine() -> dict[str, object]:
     return info
 
 
-def write_results(path: Path, metrics: dict[str, float], cfg: DictConfig | None) -> dict:
-    """Writes metrics + environment + resolved config as JSON; returns what was written."""
+def write_results(path: Path, metrics: dict[str, float], cfg: DictConfig | None,
+                  metric_rule: str | None = None) -> dict:
+    """Writes metrics + environment + resolved config as JSON; returns what was written.
+
+    ``metric_rule`` names the rule that scored the headline metric where a task has more than one
+    (VQA accuracy: ``official`` or ``vl_t5``).
+    """
     record = {
         **{k: metrics[k] for k in sorted(metrics)},
+        **({"metric_rule": metric_rule} if metric_rule else {}),
         "versions": package_versions(),
         "git": git_state(),
         "machine": machine(),

@@ -185,8 +185,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:  # every DDP rank runs train(); one writes the run's files
             if cfg.get("save_trainable", True):
                 save_trainable(model, out_dir / "trainable", method, base_model=backbone.source)
-            write_results(out_dir / "results.json", metrics, cfg)
             primary = task.evaluators["test"]
+            write_results(out_dir / "results.json", metrics, cfg, metric_rule=getattr(primary, "rule", None))
             log.info("\n%s", format_summary(cfg, metrics, primary.primary, primary.breakdown))
             log.info("results written to %s", out_dir / "results.json")
     finally:

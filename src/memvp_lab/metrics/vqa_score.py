@@ -1,8 +1,21 @@
-"""The VQA accuracy of the official VQAv2 evaluation (GT-Vision-Lab ``vqaEval.py``).
+"""VQA accuracy under the two rules VQA numbers are published with.
 
-Per question: the prediction is normalised (punctuation, number words, articles, contractions);
-the ten human answers are only punctuation-normalised, and only when they are not all identical;
-the score is the mean over the ten leave-one-out subsets of ``min(1, #matches / 3)``.
+``rule="official"`` (default) is the current official evaluation: GT-Vision-Lab/VQA,
+``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` at commit a013f00 ("Fixed processing answers
+bug", 2021). The prediction and the ten human answers lose newlines, tabs and outer spaces; then,
+only when the ten answers are not all identical, the prediction and every answer go through
+punctuation processing and then number-word / article / contraction processing. When all ten
+are identical nothing is normalised, so "2?" scores 0 against ten "2".
+
+``rule="vl_t5"`` is the evaluator of VL-T5 (j-min/VL-T5, ``VL-T5/src/vqa_data.py``,
+``VQAEvaluator.evaluate_raw``), which VL-Adapter and VL-PET inherit and which scored the paper's
+Table 1 VQAv2 column. It follows the official script as it was before that fix: the prediction is
+always fully normalised; the answers are left raw (not even stripped) and only
+punctuation-processed, and only when they are not all identical.
+
+Both score a question as the mean over the ten leave-one-out subsets of ``min(1, #matches / 3)``.
+Both scripts pass ``re.UNICODE`` (= 32) as the ``count`` argument of the period-stripping
+``re.sub``, so at most 32 periods are removed; that is kept.
 """
 
 from __future__ import annotations
@@ -48,6 +61,8 @@ ARTICLES = frozenset({"a", "an", "the"})
 PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
 _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+_PERIOD_STRIP_COUNT = int(re.UNICODE)
+VQA_RULES = ("official", "vl_t5")
 
 
 def process_punctuation(text: str) -> str:
@@ -59,7 +74,8 @@ def process_punctuation(text: str) -> str:
             out = out.replace(p, "")
         else:
             out = out.replace(p, " ")
-    return _PERIOD_STRIP.sub("", out)
+    # Both scripts call periodStrip.sub("", out, re.UNICODE): the flag lands in ``count`` (32).
+    return _PERIOD_STRIP.sub("", out, count=_PERIOD_STRIP_COUNT)
 
 
 def process_digit_article(text: str) -> str:
@@ -74,35 +90,49 @@ def _clean(text: str) -> str:
 
 
 def normalize_answer(answer: str) -> str:
-    """The full normalisation the official evaluation applies to a predicted answer."""
+    """Whitespace clean-up, punctuation, then number words / articles / contractions: what both
+    rules apply to a prediction (the official one only when the references differ)."""
     return process_digit_article(process_punctuation(_clean(answer)))
 
 
-def vqa_score(prediction: str, answers: Sequence[str]) -> float:
-    """Official VQA accuracy of one prediction against the human answers (usually ten).
+def _leave_one_out(prediction: str, refs: Sequence[str]) -> float:
+    total = 0.0
+    for i in range(len(refs)):
+        matches = sum(1 for j, ref in enumerate(refs) if j != i and ref == prediction)
+        total += min(1.0, matches / 3.0)
+    return total / len(refs)
+
+
+def vqa_score(prediction: str, answers: Sequence[str], rule: str = "official") -> float:
+    """VQA accuracy of one prediction against the human answers (usually ten).
 
     Args:
         prediction: the model's answer, raw.
         answers: the human answers, raw.
+        rule: ``"official"`` (GT-Vision-Lab ``vqaEval.py``, current) or ``"vl_t5"`` (VL-T5's
+            ``evaluate_raw``); see the module docstring.
 
     Returns:
         A value in [0, 1].
     """
     if not answers:
         raise ValueError("vqa_score needs at least one reference answer")
-    pred = normalize_answer(prediction)
-    refs = [_clean(a) for a in answers]
-    if len(set(refs)) > 1:
-        refs = [process_punctuation(a) for a in refs]
-    total = 0.0
-    for i in range(len(refs)):
-        matches = sum(1 for j, ref in enumerate(refs) if j != i and ref == pred)
-        total += min(1.0, matches / 3.0)
-    return total / len(refs)
+    if rule == "official":
+        pred, refs = _clean(prediction), [_clean(a) for a in answers]
+        if len(set(refs)) > 1:
+            pred = normalize_answer(pred)
+            refs = [normalize_answer(a) for a in refs]
+        return _leave_one_out(pred, refs)
+    if rule == "vl_t5":
+        refs = list(answers)
+        if len(set(refs)) > 1:
+            refs = [process_punctuation(a) for a in refs]
+        return _leave_one_out(normalize_answer(prediction), refs)
+    raise ValueError(f"unknown VQA rule {rule!r}: choose one of {VQA_RULES}")
 
 
 class VQAScore(GroupedMean):
-    """Mean official VQA accuracy, overall and per group (question type, answer type, ...).
+    """Mean VQA accuracy, overall and per group (question type, answer type, ...).
 
     ``update`` takes predictions, their reference answers, optional group names and the
     samples' dataset indices; each dataset index counts once across processes (see
@@ -111,9 +141,16 @@ class VQAScore(GroupedMean):
     Args:
         groups: the group names reported separately (e.g. the question types); a sample whose
             group is not listed only counts toward the overall score.
+        rule: the VQA rule, ``"official"`` or ``"vl_t5"`` (see ``vqa_score``).
 
     ``update``'s ``groups`` gives each sample one group name or a list of them (tags).
     """
+
+    def __init__(self, groups: Sequence[str] = (), rule: str = "official", **kwargs) -> None:
+        if rule not in VQA_RULES:
+            raise ValueError(f"unknown VQA rule {rule!r}: choose one of {VQA_RULES}")
+        super().__init__(groups=groups, **kwargs)
+        self.rule = rule
 
     def update(self, predictions: Sequence[str], answers: Sequence[Sequence[str]],
                groups: Sequence[str | Sequence[str]] | None = None,
@@ -121,4 +158,4 @@ class VQAScore(GroupedMean):
         if len(predictions) != len(answers):
             raise ValueError(f"{len(predictions)} predictions but {len(answers)} answer lists")
         memberships = [[g] if isinstance(g, str) else list(g) for g in groups] if groups is not None else None
-        self.add([vqa_score(p, r) for p, r in zip(predictions, answers)], memberships, indices)
+        self.add([vqa_score(p, r, self.rule) for p, r in zip(predictions, answers)], memberships, indices)
