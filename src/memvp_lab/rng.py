@@ -1,4 +1,5 @@
-"""The global random generators' states, as plain tensors and tuples a checkpoint can hold.
+"""The global random generators' states, as plain tensors and tuples a checkpoint can hold, and a
+block that runs on its own seeded streams (``isolated_rng``).
 
 Checkpoints load with ``torch.load(weights_only=True)``: the NumPy state is stored as a tensor and
 lists, not as a pickled NumPy object.
@@ -6,7 +7,9 @@ lists, not as a pickled NumPy object.
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -35,3 +38,31 @@ def restore_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
     if "torch_cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["torch_cuda"])
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int = 0) -> Iterator[None]:
+    """Runs a block on its own seeded random streams and leaves the global ones as it found them.
+
+    Preparation steps (converting a backbone, generating a dataset, extracting features) run only
+    when their output is not cached yet; inside this block they neither depend on nor advance the
+    streams that training draws from, so a first run and a later run of the same command train
+    identically.
+    """
+    saved = rng_states()
+    outer_seed = torch.initial_seed()
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    cuda_states = torch.cuda.get_rng_state_all() if cuda else None
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds the CUDA generators too
+    try:
+        yield
+    finally:
+        restore_rng_states(saved)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+        elif torch.cuda.is_available() and torch.cuda.is_initialized():
+            # CUDA was first initialised inside the block: its generators start where a fresh
+            # process's would
+            torch.cuda.manual_seed_all(outer_seed)

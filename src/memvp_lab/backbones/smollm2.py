@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from memvp_lab.backbones.base import Backbone, TextFormat
 from memvp_lab.backbones.pretrained import load_pretrained
+from memvp_lab.rng import isolated_rng
 from memvp_lab.wheel_files import wheel_file
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,10 @@ def load_smollm2(name: str, family: str, cache_dir: str, text: dict | TextFormat
         # Runs started together on an empty cache convert once; the others wait, then load.
         with FileLock(str(target) + ".lock"):
             if not (target / CONVERTED_MARKER).exists():
-                convert_to_hf(target)
+                # Building the model to load into draws random initial weights: on its own
+                # streams, so a run that converts trains exactly like one that finds the cache.
+                with isolated_rng():
+                    convert_to_hf(target)
     backbone = load_pretrained(name, family, str(target), text=text, attn_implementation=attn_implementation)
     backbone.source = f"pypi:{WHEEL}/{GGUF_FILE}"
     return backbone
