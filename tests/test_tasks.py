@@ -79,7 +79,9 @@ def test_missing_feature_names_the_image_and_file_before_training(tmp_path):
     root = _vqav2_without(tmp_path, "COCO_val2014_000000000001")
     with pytest.raises(FeatureError, match=r"COCO_val2014_000000000001.*data_clip_RN101_att.*skip_missing_images"):
         run("vqav2", root, tmp_path / "run")
-    assert not (tmp_path / "run" / "results.json").exists()
+    record = json.loads((tmp_path / "run" / "results.json").read_text())  # the failure, no score
+    assert record["status"] == "failed" and record["error"].startswith("FeatureError: ")
+    assert "COCO_val2014_000000000001" in record["error"] and not any(k.startswith("test/") for k in record)
 
 
 def test_skip_missing_images_drops_and_counts(tmp_path, caplog):

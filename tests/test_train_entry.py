@@ -111,7 +111,9 @@ def test_bad_combinations_fail_before_building(overrides, pattern, data_dir, tmp
     cfg = make_config(tiny_overrides("tiny_llama", data_dir, *overrides), tmp_path)
     with pytest.raises(ConfigError, match=pattern):
         train(cfg)
-    assert not (tmp_path / "results.json").exists()
+    record = json.loads((tmp_path / "results.json").read_text())  # a sweep's report shows the cell as failed
+    assert record["status"] == "failed" and record["error"].startswith("ConfigError: ")
+    assert record["failed_at_step"] is None and not any(k.startswith("test/") for k in record)
 
 
 def test_unknown_backbone_lists_the_options(data_dir):

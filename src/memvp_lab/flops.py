@@ -70,7 +70,11 @@ def measure_lm_flops(model: nn.Module, batch: VLBatch, max_samples: int = 8, wit
     was_training = model.training
     model.eval()
     try:
-        with eager_attention(model.lm), model.prefix_cache_off():  # every layer counts
+        # Out of inference mode (Lightning evaluates in it): FlopCounterMode's module tracker
+        # hooks the autograd graph of module inputs that require grad (a fully fine-tuned
+        # model's), which inference mode does not build; no_grad (inside: leaving inference mode
+        # turns grad mode back on) still records nothing.
+        with torch.inference_mode(False), torch.no_grad(), eager_attention(model.lm), model.prefix_cache_off():
             counts = [count_flops(model, batch.sample(i), within=within) for i in range(min(max_samples, len(batch)))]
     finally:
         model.train(was_training)

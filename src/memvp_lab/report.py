@@ -16,6 +16,7 @@ a dotted key its value (``method.ablation``; null shown as ``null``). Cells with
 were made with different package versions. Writes ``<out>/<name>.md`` and ``<name>.csv``; when the json declares a
 ``plot`` (``{"x": metric(s), "y": metric(s), "series": row key}``), also ``<out>/<name>.png``:
 one point per row, the mean of its columns of those metrics, measured beside the paper's.
+Exits 1 (after writing everything) when a cell has failed runs, so a sweep's make target fails.
 """
 
 from __future__ import annotations
@@ -281,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{args.experiment}.md").write_text(markdown + "\n")
     write_csv(args.out / f"{args.experiment}.csv", spec, rows)
     print(markdown)
+    failures = [f"{key} / {column['label']}" for key, cells in rows.items()
+                for column, cell in zip(spec["columns"], cells) if cell.failed]
+    if failures:
+        print(f"error: {len(failures)} cell(s) have failed runs (their results.json names the error): "
+              + "; ".join(failures), file=sys.stderr)
+        return 1
     return 0
 
 

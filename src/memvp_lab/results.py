@@ -1,4 +1,4 @@
-"""``results.json``: everything a results table needs about one run."""
+"""``results.json``: everything a results table needs about one run, completed or failed."""
 
 from __future__ import annotations
 
@@ -68,13 +68,43 @@ def write_results(path: Path, metrics: dict[str, float], cfg: DictConfig | None,
     (VQA accuracy: ``official`` or ``vl_t5``).
     """
     record = {
+        "status": "completed",
         **{k: metrics[k] for k in sorted(metrics)},
         **({"metric_rule": metric_rule} if metric_rule else {}),
         "versions": package_versions(),
         "git": git_state(),
         "machine": machine(),
-        "config": OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None,
+        "config": _config(cfg),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(record, indent=2, default=str))
     return record
+
+
+def write_failure(path: Path, error: BaseException, cfg: DictConfig | None, step: int | None,
+                  checkpoint: Path | None) -> dict:
+    """Writes the results.json of a run that ended with an error: ``status: failed``, the error,
+    the optimizer step it was reached at and the newest checkpoint it left, with the same
+    environment and config as a completed run; no metric, so no table mistakes it for a score."""
+    record = {
+        "status": "failed",
+        "error": f"{type(error).__name__}: {error}",
+        "failed_at_step": step,
+        "last_checkpoint": str(checkpoint) if checkpoint else None,
+        "versions": package_versions(),
+        "git": git_state(),
+        "machine": machine(),
+        "config": _config(cfg),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(record, indent=2, default=str))
+    return record
+
+
+def _config(cfg: DictConfig | None) -> dict | None:
+    if cfg is None:
+        return None
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - a config that cannot resolve is recorded unresolved
+        return OmegaConf.to_container(cfg, resolve=False)

@@ -28,7 +28,7 @@ from memvp_lab.factory import build, build_model, method_and_visual
 from memvp_lab.lit_module import VisionLanguageTask
 from memvp_lab.loggers import build_loggers, finish_loggers
 from memvp_lab.paths import config_dir, write_text_atomic
-from memvp_lab.results import write_results
+from memvp_lab.results import write_failure, write_results
 from memvp_lab.summary import format_summary
 
 log = logging.getLogger(__name__)
@@ -144,34 +144,42 @@ def wandb_run_id(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Builds everything from ``cfg``, trains, tests, writes ``results.json``; returns the metrics."""
-    method_and_visual(cfg)  # fails on a bad config before anything is written or loaded
+    """Builds everything from ``cfg``, trains, tests, writes ``results.json``; returns the metrics.
+
+    A run that raises (a bad setting found late, a NaN loss, out of memory) writes a results.json
+    with ``status: failed`` and the error before the exception propagates, so a sweep's report
+    shows the cell as failed rather than missing; Hydra's multirun goes on with the other cells
+    and exits non-zero at the end.
+    """
     ckpt_path, out_dir = resume_point(cfg.get("resume"), Path(cfg.paths.output_dir))
     if ckpt_path is not None:
         log.info("resuming %s from %s", out_dir, ckpt_path)
         cfg.paths.output_dir = str(out_dir)  # logs, checkpoints and results continue in the run's folder
     if cfg.get("skip_existing") and (out_dir / "results.json").exists():
-        log.info("%s already holds results.json: skipped (skip_existing=false runs it again)", out_dir)
         record = json.loads((out_dir / "results.json").read_text())
-        return {k: v for k, v in record.items() if isinstance(v, (int, float))}
+        if record.get("status") != "failed":
+            log.info("%s already holds results.json: skipped (skip_existing=false runs it again)", out_dir)
+            return {k: v for k, v in record.items() if isinstance(v, (int, float))}
+        log.info("%s holds a failed run (%s): running it again", out_dir, record.get("error"))
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True)
-
-    built = build_model(cfg)
-    method, visual, backbone, model = built.method, built.visual, built.backbone, built.model
-    datamodule = build(cfg.task.data, _partial_=True)(backbone=backbone, visual=visual, shuffle_seed=cfg.seed)
-    evaluator = build(cfg.task.evaluator, _partial_=True)
-    task = VisionLanguageTask(
-        model, method, evaluator=evaluator, generation=OmegaConf.to_container(cfg.task.generation),
-        flops_samples=cfg.flops_samples, predictions_dir=str(out_dir),
-    )
-    timer = StepTimer()
-    saving = checkpoint_callbacks(cfg.get("checkpoint"), out_dir / CHECKPOINTS)
-    wandb_run_id(cfg, out_dir)
-    loggers = build_loggers(cfg)
+    trainer, loggers = None, []
     try:
+        method_and_visual(cfg)  # fails on a bad config before any weights or data load
+        built = build_model(cfg)
+        method, visual, backbone, model = built.method, built.visual, built.backbone, built.model
+        datamodule = build(cfg.task.data, _partial_=True)(backbone=backbone, visual=visual, shuffle_seed=cfg.seed)
+        evaluator = build(cfg.task.evaluator, _partial_=True)
+        task = VisionLanguageTask(
+            model, method, evaluator=evaluator, generation=OmegaConf.to_container(cfg.task.generation),
+            flops_samples=cfg.flops_samples, predictions_dir=str(out_dir),
+        )
+        timer = StepTimer()
+        saving = checkpoint_callbacks(cfg.get("checkpoint"), out_dir / CHECKPOINTS)
+        wandb_run_id(cfg, out_dir)
+        loggers = build_loggers(cfg)
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[timer, *saving],
                               enable_checkpointing=bool(saving))
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -189,9 +197,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
             write_results(out_dir / "results.json", metrics, cfg, metric_rule=getattr(primary, "rule", None))
             log.info("\n%s", format_summary(cfg, metrics, primary.primary, primary.breakdown))
             log.info("results written to %s", out_dir / "results.json")
+        return metrics
+    except Exception as error:
+        global_zero = trainer.is_global_zero if trainer is not None else int(os.environ.get("RANK", "0")) == 0
+        if global_zero:
+            write_failure(out_dir / "results.json", error, cfg, step=trainer.global_step if trainer else None,
+                          checkpoint=latest_checkpoint(out_dir))
+            log.error("run failed: %s: %s (recorded in %s)", type(error).__name__, error, out_dir / "results.json")
+        raise
     finally:
         finish_loggers(loggers)
-    return metrics
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
