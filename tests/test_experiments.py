@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
+import subprocess
 from enum import Enum
 from pathlib import Path
 
@@ -120,7 +122,8 @@ def test_paper_json_is_well_formed(report):
         assert len(key.split("/")) == len(spec["rows"]), key
         assert len(values) == len(spec["columns"]), key
         assert all(v is None or isinstance(v, (int, float)) for v in values), key
-    assert any(v is not None for values in spec["cells"].values() for v in values)
+    has_numbers = any(v is not None for values in spec["cells"].values() for v in values)
+    assert has_numbers != bool(spec.get("without_paper"))  # a table of our own runs only says so
     if "plot" in spec:
         metrics = {c["metric"] for c in spec["columns"]}
         for axis in ("x", "y"):
@@ -230,19 +233,55 @@ def _make_targets() -> dict[str, tuple[str, list[str]]]:
 
 
 MAKE_TARGETS = {"table-1": "table1", "table-2": "table2", "table-3": "table3", "table-4": "table4",
-                "table-8": "table8", "fig-4": "fig4_pooling"}
+                "table-8": "table8", "fig-4": "fig4_pooling", "mini-table-3": "mini_table3",
+                "mini-table-4": "mini_table4"}
+FAKE_PYTHON = """#!/bin/bash
+echo "$*" >> "$CALLS"
+case "$*" in *memvp_lab.train*"experiment=$FAIL"*) exit 1;; esac
+"""
+
+
+def _make(target: str, tmp_path: Path, fail: str = "none") -> tuple[int, list[str]]:
+    """Runs a make target with a stand-in for the venv's python that records its calls and fails
+    the sweep of experiment ``fail``; returns make's exit code and the calls."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    proc = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.setup-complete", target,
+                           f"PY={fake}", "ARGS=seed=7"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "CALLS": str(calls), "FAIL": fail})
+    return proc.returncode, calls.read_text().splitlines()
 
 
 @pytest.mark.parametrize("target", MAKE_TARGETS)
-def test_make_targets_run_every_cell_then_report(target, root):
-    report, targets = MAKE_TARGETS[target], _make_targets()
+def test_make_targets_run_every_cell_then_report(target, root, tmp_path):
+    report = MAKE_TARGETS[target]
     phony = next(l for l in (REPO / "Makefile").read_text().splitlines() if l.startswith(".PHONY:")).split()
     assert f"reproduce-{target}" in phony and f"report-{target}" in phony
-    _, recipe = targets[f"reproduce-{target}"]
-    assert recipe[-1] == f"$(PY) -m memvp_lab.report {report}"
-    assert targets[f"report-{target}"][1] == [f"$(PY) -m memvp_lab.report {report}"]
-    run = [re.search(r"-m experiment=(\S+)", l).group(1) for l in recipe if "memvp_lab.train -m" in l]
-    assert all(l.endswith("$(ARGS)") for l in recipe if "memvp_lab.train -m" in l)
+    assert _make_targets()[f"report-{target}"][1] == [f"$(PY) -m memvp_lab.report {report}"]
+    code, calls = _make(f"reproduce-{target}", tmp_path)
+    assert code == 0 and calls[-1] == f"-m memvp_lab.report {report}"
+    run = [re.fullmatch(r"-m memvp_lab\.train -m experiment=(\S+) seed=7", c).group(1) for c in calls[:-1]]
     spec = paper_spec(report)
     produced = {_row_key({"config": c}, spec["rows"]) for e in run for _, c in composed(e, root)}
     assert produced == set(spec["cells"])  # the recipe runs every row of the table
+
+
+def test_demo_seeds_runs_memvp_and_llava_lora_over_three_seeds_then_reports(root, tmp_path):
+    code, calls = _make("demo-seeds", tmp_path)
+    assert code == 0 and calls[-1] == "-m memvp_lab.report demo_seeds"
+    jobs = [c for e in ("demo_seeds", "demo_seeds_llava") for _, c in composed(e, root)]
+    cells = {(c["method"]["name"], c["method"].get("ablation"), c["seed"]) for c in jobs}
+    assert cells == {(m, a, s) for m, a in (("memvp", "none"), ("memvp", "no_visual"), ("llava_lora", None))
+                     for s in (0, 1, 2)}
+    assert all(c["experiment_name"] == "demo_seeds" and c["trainer"]["max_steps"] == 1440 for c in jobs)
+
+
+def test_make_target_reports_after_a_failed_sweep_and_fails(tmp_path):
+    """A failing sweep does not stop the next sweep or the report; make exits non-zero at the end."""
+    code, calls = _make("reproduce-table-8", tmp_path, fail="table8")
+    assert code != 0
+    assert calls == ["-m memvp_lab.train -m experiment=table8 seed=7", "-m memvp_lab.train -m experiment=table8_memvp seed=7",
+                     "-m memvp_lab.report table8"]

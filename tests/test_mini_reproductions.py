@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -24,7 +25,8 @@ TINY = ["backbone=tiny_llama", "trainer=debug", "trainer.max_steps=4", "trainer.
 def test_mini_reproduction_sweeps_and_reports(experiment, rows, data_dir, tmp_path):
     sweep = tmp_path / "multirun"
     subprocess.run([sys.executable, "-m", "memvp_lab.train", "-m", f"experiment={experiment}", *TINY,
-                    f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}"], check=True, capture_output=True)
+                    "hydra.sweeper.params.seed=0", f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}"],
+                   check=True, capture_output=True)
     assert len(list(sweep.rglob("results.json"))) == len(rows)
     out = tmp_path / "reports"
     report = subprocess.run([sys.executable, "-m", "memvp_lab.report", experiment, "--results", str(sweep),
@@ -36,3 +38,27 @@ def test_mini_reproduction_sweeps_and_reports(experiment, rows, data_dir, tmp_pa
     # The runs wrote what the columns read: #trainable differs between rows that train different tensors.
     trainable = {r["row"]: float(r["mean"]) for r in table if r["column"].startswith("#Trainable")}
     assert len(set(trainable.values())) > 1
+
+
+@pytest.mark.slow
+def test_a_failing_cell_leaves_the_sweep_going_and_the_report_says_failed(data_dir, tmp_path):
+    """One cell of a sweep fails (an unknown ablation, found when the run validates its config):
+    the cells after it still run, it writes a failed results.json, the report shows it as
+    `failed` (not `missing`) and exits non-zero, and so does the sweep."""
+    sweep = tmp_path / "multirun"
+    proc = subprocess.run([sys.executable, "-m", "memvp_lab.train", "-m", "experiment=mini_table4", *TINY,
+                           "ablation=bogus,none", "seed=0",
+                           f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}"], capture_output=True, text=True)
+    assert proc.returncode != 0  # the sweep ran every cell, then reports the failure
+    failed = json.loads((sweep / "bogus" / "seed0" / "results.json").read_text())
+    assert failed["status"] == "failed" and "bogus" in failed["error"]
+    assert json.loads((sweep / "none" / "seed0" / "results.json").read_text())["status"] == "completed"
+    out = tmp_path / "reports"
+    report = subprocess.run([sys.executable, "-m", "memvp_lab.report", "mini_table4", "--results", str(sweep),
+                             "--out", str(out)], capture_output=True, text=True)
+    assert report.returncode == 1 and "1 cell(s) have failed runs" not in report.stdout
+    assert "failed runs" in report.stderr and "bogus" in report.stderr
+    rows = {r["row"]: r for r in csv.DictReader((out / "mini_table4.csv").open()) if r["column"].startswith("VQA")}
+    assert rows["bogus"]["failed"] == "1" and rows["bogus"]["n"] == "0"
+    assert rows["none"]["failed"] == "0" and rows["none"]["n"] == "1"
+    assert "| bogus | failed (n=1)" in report.stdout and "| no_visual | missing" in report.stdout

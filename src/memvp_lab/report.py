@@ -16,7 +16,8 @@ a dotted key its value (``method.ablation``; null shown as ``null``). Cells with
 were made with different package versions. Writes ``<out>/<name>.md`` and ``<name>.csv``; when the json declares a
 ``plot`` (``{"x": metric(s), "y": metric(s), "series": row key}``), also ``<out>/<name>.png``:
 one point per row, the mean of its columns of those metrics, measured beside the paper's.
-Exits 1 (after writing everything) when a cell has failed runs, so a sweep's make target fails.
+A json with ``"without_paper": true`` tabulates our runs only (no paper value exists, e.g. the
+embedded default over seeds). Exits 1 (after writing everything) when a cell has failed runs, so a sweep's make target fails.
 """
 
 from __future__ import annotations
@@ -167,8 +168,9 @@ def render_markdown(spec: dict, rows: dict[str, list[Cell]], runs: list[dict] | 
     lines = [f"**{spec['title']}**", "", f"| {head} |", "|" + "---|" * (len(spec["columns"]) + 1)]
     compare = _compares(spec)
     lines += [f"| {key} | " + " | ".join(_fmt(c, compare) for c in cells) + " |" for key, cells in rows.items()]
-    legend = "[paper value, ours - paper]" if compare else "[the paper's full-scale value, for reference only]"
-    lines += ["", f"Cells: ours as mean ± std over runs (n), {legend}; `missing`: no run yet; `failed`: runs "
+    legend = "" if spec.get("without_paper") else (
+        " [paper value, ours - paper]" if compare else " [the paper's full-scale value, for reference only]")
+    lines += ["", f"Cells: ours as mean ± std over runs (n){legend}; `missing`: no run yet; `failed`: runs "
               "that ended with an error (their results.json says which)."]
     notes = spec.get("notes") or []
     notes = [*([notes] if isinstance(notes, str) else notes), *scoring_notes(spec, rows),

@@ -102,9 +102,15 @@ def write_failure(path: Path, error: BaseException, cfg: DictConfig | None, step
 
 
 def _config(cfg: DictConfig | None) -> dict | None:
+    """The resolved config; for a config whose values fail their schema (a failed run's may), the
+    values resolved without the schema's types; failing that, unresolved."""
     if cfg is None:
         return None
     try:
         return OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # noqa: BLE001 - a config that cannot resolve is recorded unresolved
-        return OmegaConf.to_container(cfg, resolve=False)
+    except Exception:  # noqa: BLE001 - whatever made the run fail may make resolving fail too
+        raw = OmegaConf.to_container(cfg, resolve=False)
+    try:
+        return OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
+    except Exception:  # noqa: BLE001
+        return raw
