@@ -118,3 +118,21 @@ def test_nan_loss_stops_the_run_and_is_recorded(data_dir, tmp_path):
     last = torch.load(record["last_checkpoint"], weights_only=True)
     assert last["global_step"] == step
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+
+
+def test_deterministic_switch_runs_and_changes_nothing_on_cpu(data_dir, tmp_path):
+    """trainer.deterministic=true (deterministic kernels only) trains every op of a MemVP run and
+    gives the numbers of a default run: on the CPU they are deterministic already."""
+    import torch
+
+    runs = []
+    try:
+        for name, switch in (("default", "trainer.deterministic=null"), ("deterministic", "trainer.deterministic=true")):
+            out = tmp_path / name
+            train(make_config(tiny_overrides("tiny_llama", data_dir, switch), out))
+            runs.append(out)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)  # process-wide: leave later tests as they were
+    assert training_losses(runs[0]) == training_losses(runs[1])
+    assert scores(runs[0]) == scores(runs[1])
