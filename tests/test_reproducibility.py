@@ -60,7 +60,7 @@ def test_real_default_first_run_equals_later_run(tmp_path):
     extracts and converts SmolLM2), then again on the filled ones: identical numbers. Before the
     conversion ran on its own random streams, the first run trained differently."""
     env = {**os.environ, "MEMVP_LAB_DATA": str(tmp_path / "data"), "MEMVP_LAB_CACHE": str(tmp_path / "cache")}
-    short = ["trainer.max_steps=8", "trainer.val_check_interval=4", "trainer.limit_val_batches=1",
+    short = ["trainer.max_steps=8", "trainer.val_check_interval=4", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1",
              "trainer.limit_test_batches=1", "task.data.num_train_images=60", "task.data.num_val_questions=10",
              "task.data.num_test_questions=64", "logger=csv", "flops_samples=1", "save_trainable=false"]
     for name in ("first", "later"):
