@@ -34,9 +34,11 @@ def test_decoder_only_layout():
         assert tok.decode(labels[prompt_len:].tolist()) == f" {s['target']}</s>"
         assert (batch.labels[i, n:] == -100).all() and (batch.input_ids[i, n:] == tok.pad_token_id).all()
         # Generation prompts: the same prompt tokens, left-padded.
-        p = int(batch.prompt_mask[i].sum())
+        p, width = int(batch.prompt_mask[i].sum()), batch.prompt_ids.shape[1]
         assert batch.prompt_ids[i, -p:].tolist() == ids[:prompt_len]
-        assert (batch.prompt_mask[i, :-p] == 0).all() if p < batch.prompt_ids.shape[1] else True
+        assert (batch.prompt_mask[i, :width - p] == 0).all() and (batch.prompt_mask[i, width - p:] == 1).all()
+        assert (batch.prompt_ids[i, :width - p] == tok.pad_token_id).all()
+    assert int(batch.prompt_mask.sum(1).max()) == batch.prompt_ids.shape[1]  # the longest prompt fills the width
     assert torch.allclose(batch.weights, torch.tensor([1.0, 0.6]))
     assert batch.visual.dtype == torch.float32 and batch.visual.shape == (2, 8, 32)
 

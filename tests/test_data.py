@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from memvp_lab.data import shapes_vqa
+from memvp_lab.metrics.vqa_score import normalize_answer
 from memvp_lab.data.features import FeatureError, FeatureStore, consolidate
 from memvp_lab.data.vqa import DataError, VQADataset, load_annotations, load_questions
 
@@ -39,8 +40,11 @@ def test_vqav2_layout_and_balance(shapes_root):
         assert (shapes_root / "images" / f"{e['img_id']}.jpg").exists()
     yes_no = Counter(max(e["label"], key=e["label"].get) for e in test if e["question_type"] == "yes/no")
     assert yes_no["yes"] == yes_no["no"] == 4
-    # Soft scores follow the VQAv2 convention min(1, 0.3 * #annotators).
-    assert all(s in (0.3, 0.6, 0.9, 1.0) or abs(s - 0.3 * round(s / 0.3)) < 1e-9 for e in test for s in e["label"].values())
+    # Soft scores follow the VQAv2 convention: min(1, 0.3 * the number of annotators who gave the
+    # (normalised) answer).
+    for e in test:
+        counts = Counter(normalize_answer(a) for a in refs[e["question_id"]])
+        assert e["label"] == {a: min(1.0, 0.3 * n) for a, n in counts.items()}, e["question_id"]
 
 
 def test_questions_are_tagged_with_their_scenes_object_count(shapes_root):

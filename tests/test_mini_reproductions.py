@@ -56,8 +56,8 @@ def test_a_failing_cell_leaves_the_sweep_going_and_the_report_says_failed(data_d
     out = tmp_path / "reports"
     report = subprocess.run([sys.executable, "-m", "memvp_lab.report", "mini_table4", "--results", str(sweep),
                              "--out", str(out)], capture_output=True, text=True)
-    assert report.returncode == 1 and "1 cell(s) have failed runs" not in report.stdout
-    assert "failed runs" in report.stderr and "bogus" in report.stderr
+    assert report.returncode == 1
+    assert "cell(s) have failed runs" in report.stderr and "bogus" in report.stderr
     rows = {r["row"]: r for r in csv.DictReader((out / "mini_table4.csv").open()) if r["column"].startswith("VQA")}
     assert rows["bogus"]["failed"] == "1" and rows["bogus"]["n"] == "0"
     assert rows["none"]["failed"] == "0" and rows["none"]["n"] == "1"

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import secrets
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -24,6 +25,8 @@ from memvp_lab.callbacks import StepTimer, checkpoint_callbacks
 from memvp_lab.checkpoint import save_trainable
 from memvp_lab.config.errors import ConfigError
 from memvp_lab.config.schemas import register_schemas
+from memvp_lab.data.features import FeatureError
+from memvp_lab.data.vqa import DataError
 from memvp_lab.factory import build, build_model, method_and_visual
 from memvp_lab.lit_module import VisionLanguageTask
 from memvp_lab.loggers import build_loggers, finish_loggers
@@ -209,9 +212,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
         finish_loggers(loggers)
 
 
+# Errors in what the user supplied (a setting, a data or feature file). A single run reports them
+# in one line and exits with code 2, no stack trace; in a multirun they propagate, so Hydra records
+# the cell as failed and runs the others.
+USER_ERRORS = (ConfigError, DataError, FeatureError)
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    from hydra.types import RunMode
+
+    try:
+        metrics = train(cfg)
+    except USER_ERRORS as error:
+        hc = _hydra_config()
+        if hc is None or hc.mode != RunMode.RUN:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     return metrics.get(cfg.get("optimized_metric") or "")
 
 
