@@ -122,13 +122,13 @@ reproduce-fig-4: setup  ## Run paper Fig. 4 right (pooled visual prompts, VL-PET
 report-fig-4: setup  ## Render Fig. 4 right beside the paper's points (reports/fig4_pooling.md, .png)
 	$(PY) -m memvp_lab.report fig4_pooling
 
-reproduce-mini-table-3: setup  ## Table 3 on the embedded default, CPU (MemVP vs LLaVA-LoRA: score, s/step, s/batch; ~30 min)
+reproduce-mini-table-3: setup  ## Table 3 on the embedded default, CPU (MemVP vs LLaVA-LoRA, 3 seeds: score, s/step, s/batch; ~80 min)
 	$(call sweep_then_report,mini_table3,mini_table3)
 
 report-mini-table-3: setup  ## Render the CPU-scale Table 3 (reports/mini_table3.md)
 	$(PY) -m memvp_lab.report mini_table3
 
-reproduce-mini-table-4: setup  ## Table 4 ablations on the embedded default, CPU (6 runs, ~40 min), then report
+reproduce-mini-table-4: setup  ## Table 4 ablations on the embedded default, CPU (6 ablations x 3 seeds, ~2 h), then report
 	$(call sweep_then_report,mini_table4,mini_table4)
 
 report-mini-table-4: setup  ## Render the CPU-scale Table 4 (reports/mini_table4.md)
