@@ -67,18 +67,9 @@ def write_results(path: Path, metrics: dict[str, float], cfg: DictConfig | None,
     ``metric_rule`` names the rule that scored the headline metric where a task has more than one
     (VQA accuracy: ``official`` or ``vl_t5``).
     """
-    record = {
-        "status": "completed",
-        **{k: metrics[k] for k in sorted(metrics)},
-        **({"metric_rule": metric_rule} if metric_rule else {}),
-        "versions": package_versions(),
-        "git": git_state(),
-        "machine": machine(),
-        "config": _config(cfg),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(record, indent=2, default=str))
-    return record
+    outcome = {"status": "completed", **{k: metrics[k] for k in sorted(metrics)},
+               **({"metric_rule": metric_rule} if metric_rule else {})}
+    return _write_record(path, outcome, cfg)
 
 
 def write_failure(path: Path, error: BaseException, cfg: DictConfig | None, step: int | None,
@@ -86,16 +77,15 @@ def write_failure(path: Path, error: BaseException, cfg: DictConfig | None, step
     """Writes the results.json of a run that ended with an error: ``status: failed``, the error,
     the optimizer step it was reached at and the newest checkpoint it left, with the same
     environment and config as a completed run; no metric, so no table mistakes it for a score."""
-    record = {
-        "status": "failed",
-        "error": f"{type(error).__name__}: {error}",
-        "failed_at_step": step,
-        "last_checkpoint": str(checkpoint) if checkpoint else None,
-        "versions": package_versions(),
-        "git": git_state(),
-        "machine": machine(),
-        "config": _config(cfg),
-    }
+    outcome = {"status": "failed", "error": f"{type(error).__name__}: {error}", "failed_at_step": step,
+               "last_checkpoint": str(checkpoint) if checkpoint else None}
+    return _write_record(path, outcome, cfg)
+
+
+def _write_record(path: Path, outcome: dict, cfg: DictConfig | None) -> dict:
+    """``outcome`` + where it ran (versions, commit, machine) + the config, written atomically."""
+    record = {**outcome, "versions": package_versions(), "git": git_state(), "machine": machine(),
+              "config": _config(cfg)}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(record, indent=2, default=str))
     return record
