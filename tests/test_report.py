@@ -165,3 +165,34 @@ def test_wandb_runs_fill_the_same_cells_as_local_results():
     rows = build_table(paper_spec("table1"), runs)
     gqa = rows["t5_base/memvp"][1]
     assert gqa.values == [pytest.approx(56.1)] and gqa.paper == 56.0
+
+
+def test_report_names_the_vqa_rule_warns_on_mixed_versions_and_shows_failed_cells(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    versions = {"transformers": "5.24.0", "torch": "2.14.1"}
+    _result(runs, "bart_base", "memvp", "vqav2", 0,
+            {"status": "completed", "test/vqa_score": 0.65, "metric_rule": "vl_t5", "versions": versions})
+    _result(runs, "bart_base", "memvp", "vqav2", 1,
+            {"status": "completed", "test/vqa_score": 0.66, "metric_rule": "vl_t5",
+             "versions": {**versions, "transformers": "5.25.0"}})
+    _result(runs, "bart_base", "lora", "vqav2", 0, {"status": "failed", "error": "NonFiniteLossError: ...",
+                                                     "versions": versions})
+    assert main(["table1", "--results", str(runs), "--out", str(tmp_path / "out")]) == 1  # a failed cell
+    assert "bart_base/lora / VQAv2 VQA score" in capsys.readouterr().err
+    markdown = (tmp_path / "out" / "table1.md").read_text()
+    assert "failed (n=1) [paper" in _row(markdown, "bart_base/lora")  # not "missing", never a score
+    assert "missing [paper" in _row(markdown, "bart_base/vl_adapter")
+    assert "- VQAv2 VQA score: scored with the `vl_t5` VQA rule" in markdown
+    assert "- warning: runs made with different transformers versions: 5.24.0 (2 runs), 5.25.0 (1 run)" in markdown
+    assert "torch versions" not in markdown
+    rows = {(r["row"], r["column"]): r for r in csv.DictReader((tmp_path / "out" / "table1.csv").open())}
+    assert rows[("bart_base/lora", "VQAv2 VQA score")]["failed"] == "1"
+    assert rows[("bart_base/memvp", "VQAv2 VQA score")]["rule"] == "vl_t5"
+
+
+def test_report_warns_when_a_column_mixes_vqa_rules(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, rule in enumerate(("official", "vl_t5")):
+        _result(runs, "bart_base", "memvp", "vqav2", seed, {"test/vqa_score": 0.65, "metric_rule": rule})
+    assert main(["table1", "--results", str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert "warning: VQAv2 VQA score mixes VQA rules ['official', 'vl_t5']" in (tmp_path / "out" / "table1.md").read_text()
