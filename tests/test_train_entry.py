@@ -189,3 +189,29 @@ def test_cli_multirun_logs_one_wandb_run_per_job_grouped_by_sweep(data_dir, tmp_
     assert all(i["job_type"] == "memvp" for i in infos)
     assert [("seed=0" in i["name"], "seed=1" in i["name"]) for i in infos] == [(True, False), (False, True)]
     assert all("backbone=tiny_llama" in i["name"] and "paths." not in i["name"] for i in infos)
+
+
+@pytest.mark.slow
+def test_features_commands_run_as_documented(tmp_path):
+    """`python -m memvp_lab.features extract` and `consolidate`, typed as the README shows them, in a
+    fresh working directory (the extract command once failed composing its config)."""
+    import h5py
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, color in enumerate(("red", "green", "blue")):
+        Image.new("RGB", (64, 48), color).save(images / f"img{i}.jpg")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = [sys.executable, "-m", "memvp_lab.features"]
+    subprocess.run([*run, "extract", "--vision", "efficientnet_lite0", "--images", str(images), "--out", "f.h5"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True)
+    subprocess.run([*run, "extract", "--vision", "efficientnet_lite0", "--images", str(images), "--out", "per_image"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True)
+    subprocess.run([*run, "consolidate", "--src", "per_image", "--out", "all.h5"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    with h5py.File(tmp_path / "f.h5") as one, h5py.File(tmp_path / "all.h5") as merged:
+        assert sorted(one) == sorted(merged) == ["img0", "img1", "img2"]
+        for key in one:
+            assert one[key]["features"].shape == (49, 1280)
+            assert (one[key]["features"][()] == merged[key]["features"][()]).all()

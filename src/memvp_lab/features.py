@@ -19,11 +19,10 @@ import logging
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from memvp_lab.config.compose import compose_train
 from memvp_lab.data.features import consolidate, extract_features
-from memvp_lab.paths import config_dir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -42,8 +41,7 @@ def find_images(folder: Path, pattern: str, id_from: str) -> dict[str, Path]:
 
 def vision_encoder(name: str, weights: str | None, overrides: list[str]):
     extra = [f"vision.encoder.weights={weights}"] if weights else []
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"vision={name}", "vision.adapters=null", *extra, *overrides])
+    cfg = compose_train([f"vision={name}", "vision.adapters=null", *extra, *overrides])
     return lambda: instantiate(cfg.vision.encoder)
 
 

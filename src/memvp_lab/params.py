@@ -15,13 +15,10 @@ import json
 import logging
 import sys
 
-from hydra import compose, initialize_config_dir
-
 from memvp_lab.config.errors import ConfigError
-from memvp_lab.config.schemas import register_schemas
+from memvp_lab.config.compose import compose_train
 from memvp_lab.factory import build_model
 from memvp_lab.paper_numbers import PAPER_VISION, TRAINABLE_DECIMALS, TRAINABLE_M
-from memvp_lab.paths import config_dir
 
 METHODS = ("full_ft", "compacter", "lora", "vl_adapter", "vl_pet", "memvp", "llava_lora")
 BACKBONES = tuple(PAPER_VISION)
@@ -39,13 +36,10 @@ def pairs(backbones=BACKBONES, methods=METHODS) -> list[tuple[str, str]]:
 
 def count(backbone: str, method: str) -> dict[str, int]:
     """Trainable and total parameters of ``method`` on ``backbone`` with the paper's vision encoder."""
-    register_schemas()
     overrides = [f"backbone={backbone}", f"method={method}", f"vision={PAPER_VISION.get(backbone, 'clip_rn101')}",
                  "backbone.weights=random", "vision.encoder.weights=random", "task.images_on_the_fly=true",
                  "logger=none"]
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    return build_model(cfg, device="meta").model.parameter_counts()
+    return build_model(compose_train(overrides), device="meta").model.parameter_counts()
 
 
 def matches(backbone: str, method: str, trainable: int) -> bool | None:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from memvp_lab.benchmark.inputs import input_visual_tokens, synthetic_batch, task_lengths
-from memvp_lab.benchmark.measure import analytic_flops, build, compose_train, measured_flops, memory_spec
+from memvp_lab.benchmark.measure import analytic_flops, build, measured_flops, memory_spec
+from memvp_lab.config.compose import compose_train
 from memvp_lab.flops import MemorySpec, analytic_lm_flops
 from memvp_lab.paths import config_dir
 

@@ -7,27 +7,15 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from memvp_lab.batch import VLBatch
 from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens
-from memvp_lab.config.schemas import register_schemas
+from memvp_lab.config.compose import compose_train
 from memvp_lab.factory import Built, build_model
 from memvp_lab.flops import MemorySpec, analytic_lm_flops, measure_lm_flops
 from memvp_lab.methods.memvp.memory import VisualMemory
 from memvp_lab.model import VisionLanguageModel
-from memvp_lab.paths import config_dir
-
-
-def compose_train(overrides: Sequence[str]) -> DictConfig:
-    """``conf/train.yaml`` composed with ``overrides``, inside a Hydra run or outside one."""
-    register_schemas()
-    if GlobalHydra.instance().is_initialized():
-        return compose(config_name="train", overrides=list(overrides))
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
 
 
 def build(overrides: Sequence[str], empty: bool = False) -> tuple[Built, DictConfig]:
