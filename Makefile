@@ -19,7 +19,7 @@ LOCK        := requirements.lock
 PIP_VERSION := 26.3
 UV_VERSION  := 0.13.9
 
-.PHONY: help setup lock java demo demo-seeds report-demo-seeds test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 bench visualize clean-venv
+.PHONY: help setup lock java demo demo-seeds report-demo-seeds lint format test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 bench visualize clean-venv
 
 # Runs the sweeps of one reproduction, then its report, even when a cell failed (its results.json
 # says so and the report shows it as failed); exits non-zero at the end if a sweep or a cell failed.
@@ -73,6 +73,14 @@ demo-seeds: setup  ## The README's headline table: the default over seeds 0-2, n
 
 report-demo-seeds: setup  ## Render the headline table from whatever demo-seeds runs exist (reports/demo_seeds.md)
 	$(PY) -m memvp_lab.report demo_seeds
+
+lint: setup  ## ruff: formatting and lint rules (pyproject.toml [tool.ruff]); `make format` rewrites
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests
+
+format: setup  ## Rewrite src/ and tests/ in the project's format and fix what ruff can
+	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests
 
 test: setup  ## Run the whole test suite (fast and slow tiers)
 	$(PY) -m pytest -q

@@ -37,14 +37,26 @@ def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
-TINY_DATA = ["task.data.num_train_images=40", "task.data.num_val_questions=20",
-             "task.data.num_test_questions=40", "vision=tiny_random"]
+TINY_DATA = [
+    "task.data.num_train_images=40",
+    "task.data.num_val_questions=20",
+    "task.data.num_test_questions=40",
+    "vision=tiny_random",
+]
 
 
 def tiny_overrides(backbone: str, data_dir: Path, *extra: str) -> list[str]:
     layers = ["method.layers=encoder"] if backbone in ("tiny_bart", "tiny_t5") else []
-    return [f"backbone={backbone}", "trainer=debug", "logger=csv", f"paths.data_dir={data_dir}",
-            "method.n=64", *TINY_DATA, *layers, *extra]
+    return [
+        f"backbone={backbone}",
+        "trainer=debug",
+        "logger=csv",
+        f"paths.data_dir={data_dir}",
+        "method.n=64",
+        *TINY_DATA,
+        *layers,
+        *extra,
+    ]
 
 
 @pytest.fixture(autouse=True)

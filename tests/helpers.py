@@ -14,10 +14,24 @@ def tiny(arch: str, **kwargs):
 
 
 def memvp_config(**overrides) -> MemVPConfig:
-    values = dict(name="memvp", lr=1e-2, weight_decay=0.0, warmup_steps=0, schedule=Schedule.constant,
-                  n=16, lam=0.01, scale=1.0, dropout=0.0, projector_hidden=0, projector_bias=True,
-                  shared_positions=False, layers=LayerSet.all, ablation=Ablation.none,
-                  pos_k_init_std=0.02, pos_v_init_std=0.02)
+    values = dict(
+        name="memvp",
+        lr=1e-2,
+        weight_decay=0.0,
+        warmup_steps=0,
+        schedule=Schedule.constant,
+        n=16,
+        lam=0.01,
+        scale=1.0,
+        dropout=0.0,
+        projector_hidden=0,
+        projector_bias=True,
+        shared_positions=False,
+        layers=LayerSet.all,
+        ablation=Ablation.none,
+        pos_k_init_std=0.02,
+        pos_v_init_std=0.02,
+    )
     values.update(overrides)
     return MemVPConfig(**values)
 

@@ -26,21 +26,37 @@ def _questions(prefix: str, n: int, start: int) -> list[dict]:
     answers = ["yes", "no", "2", "red"]
     for i in range(n):
         a = answers[i % 4]
-        out.append({"img_id": f"{prefix}{i % 5:012d}", "question_id": start + i, "sent": f"question number {i}?",
-                    "label": {a: 1.0, "maybe": 0.3}, "answer_type": {"yes": "yes/no", "no": "yes/no", "2": "number"}.get(a, "other"),
-                    "question_type": "what is"})
+        out.append(
+            {
+                "img_id": f"{prefix}{i % 5:012d}",
+                "question_id": start + i,
+                "sent": f"question number {i}?",
+                "label": {a: 1.0, "maybe": 0.3},
+                "answer_type": {"yes": "yes/no", "no": "yes/no", "2": "number"}.get(a, "other"),
+                "question_type": "what is",
+            }
+        )
     return out
 
 
 def write_vqav2(root: Path) -> Path:
     (root / "vqa").mkdir(parents=True, exist_ok=True)
-    splits = {"train": _questions("COCO_train2014_", 24, 1000), "val": _questions("COCO_val2014_", 8, 2000),
-              "test": _questions("COCO_val2014_", 8, 3000)}
+    splits = {
+        "train": _questions("COCO_train2014_", 24, 1000),
+        "val": _questions("COCO_val2014_", 8, 2000),
+        "test": _questions("COCO_val2014_", 8, 3000),
+    }
     for split, entries in splits.items():
         (root / "vqa" / f"karpathy_{split}.json").write_text(json.dumps(entries))
-    anns = [{"question_id": q["question_id"], "image_id": 0,
-             "answers": [{"answer": max(q["label"], key=q["label"].get), "answer_id": k + 1} for k in range(10)]}
-            for split in ("val", "test") for q in splits[split]]
+    anns = [
+        {
+            "question_id": q["question_id"],
+            "image_id": 0,
+            "answers": [{"answer": max(q["label"], key=q["label"].get), "answer_id": k + 1} for k in range(10)],
+        }
+        for split in ("val", "test")
+        for q in splits[split]
+    ]
     (root / "vqa" / "v2_mscoco_val2014_annotations.json").write_text(json.dumps({"annotations": anns}))
     ids = {q["img_id"] for entries in splits.values() for q in entries}
     write_feature_dir(root / "COCO" / "clip_features" / "data_clip_RN101_att", sorted(ids))
@@ -50,14 +66,25 @@ def write_vqav2(root: Path) -> Path:
 def write_gqa(root: Path) -> Path:
     (root / "GQA").mkdir(parents=True, exist_ok=True)
     train, valid = _questions("", 16, 1), _questions("", 4, 100)
-    testdev = [{**q, "img_id": f"n{q['img_id']}", "question_id": f"{q['question_id']:08d}", "label": {a: 1.0 for a in q["label"] if a != "maybe"}}
-               for q in _questions("", 6, 200)]
+    testdev = [
+        {
+            **q,
+            "img_id": f"n{q['img_id']}",
+            "question_id": f"{q['question_id']:08d}",
+            "label": {a: 1.0 for a in q["label"] if a != "maybe"},
+        }
+        for q in _questions("", 6, 200)
+    ]
     for name, entries in (("train", train), ("valid", valid), ("testdev", testdev)):
         for e in entries:
             e.pop("answer_type"), e.pop("question_type")
         (root / "GQA" / f"{name}.json").write_text(json.dumps(entries))
-    write_feature_dir(root / "VG" / "clip_features" / "data_clip_RN101_att", sorted({q["img_id"] for q in train + valid}))
-    write_feature_dir(root / "GQA" / "clip_features" / "data_clip_RN101_att", sorted({q["img_id"] for q in testdev}), seed=1)
+    write_feature_dir(
+        root / "VG" / "clip_features" / "data_clip_RN101_att", sorted({q["img_id"] for q in train + valid})
+    )
+    write_feature_dir(
+        root / "GQA" / "clip_features" / "data_clip_RN101_att", sorted({q["img_id"] for q in testdev}), seed=1
+    )
     return root
 
 
@@ -65,12 +92,20 @@ def write_coco_captions(root: Path) -> Path:
     images = []
     for i, split in enumerate(["train"] * 6 + ["restval"] * 2 + ["val"] * 3 + ["test"] * 3):
         name = f"COCO_val2014_{i:012d}"
-        images.append({"filename": f"{name}.jpg", "cocoid": i, "split": split, "filepath": "val2014",
-                       "sentences": [{"raw": f"A red circle on a table {k}.", "tokens": []} for k in range(3)]})
+        images.append(
+            {
+                "filename": f"{name}.jpg",
+                "cocoid": i,
+                "split": split,
+                "filepath": "val2014",
+                "sentences": [{"raw": f"A red circle on a table {k}.", "tokens": []} for k in range(3)],
+            }
+        )
     (root / "COCO").mkdir(parents=True, exist_ok=True)
     (root / "COCO" / "dataset_coco.json").write_text(json.dumps({"images": images, "dataset": "coco"}))
-    write_feature_dir(root / "COCO" / "clip_features" / "data_clip_RN101_att",
-                      [Path(im["filename"]).stem for im in images])
+    write_feature_dir(
+        root / "COCO" / "clip_features" / "data_clip_RN101_att", [Path(im["filename"]).stem for im in images]
+    )
     return root
 
 
@@ -85,10 +120,18 @@ def write_scienceqa(root: Path, image_size: int = 32, features: Path | None = No
         split = "train" if i < 12 else "val" if i < 16 else "test"
         qid = str(100 + i)
         image = "image.png" if i % 3 else None
-        problems[qid] = {"question": f"Which option is number {i % 3}?", "choices": ["zero", "one", "two"][: 2 + i % 2],
-                         "answer": (i % 3) % (2 + i % 2), "hint": "A hint." if i % 4 == 0 else "", "image": image,
-                         "subject": subjects[i % 3], "grade": f"grade{1 + i % 12}", "split": split,
-                         "lecture": "", "solution": ""}
+        problems[qid] = {
+            "question": f"Which option is number {i % 3}?",
+            "choices": ["zero", "one", "two"][: 2 + i % 2],
+            "answer": (i % 3) % (2 + i % 2),
+            "hint": "A hint." if i % 4 == 0 else "",
+            "image": image,
+            "subject": subjects[i % 3],
+            "grade": f"grade{1 + i % 12}",
+            "split": split,
+            "lecture": "",
+            "solution": "",
+        }
         splits[split].append(qid)
         if image:
             folder = root / "images" / split / qid
@@ -101,7 +144,9 @@ def write_scienceqa(root: Path, image_size: int = 32, features: Path | None = No
         with h5py.File(features, "w") as f:
             for qid, p in problems.items():
                 if p["image"]:
-                    f.create_group(qid).create_dataset("features", data=rng.standard_normal((TOKENS, DIM)).astype(np.float16))
+                    f.create_group(qid).create_dataset(
+                        "features", data=rng.standard_normal((TOKENS, DIM)).astype(np.float16)
+                    )
     return root
 
 
@@ -114,8 +159,13 @@ def write_video_qa(root: Path, name: str, answers: int, frames: int = 64, dim: i
     for split, n in (("train", 12), ("val", 6)):
         lines = []
         for i in range(n):
-            q = {"qid": f"{split}{i}", "vid_name": videos[i % 6], "q": f"What happens in scene {i}?",
-                 "answer_idx": i % answers, "ts": "0-10"}
+            q = {
+                "qid": f"{split}{i}",
+                "vid_name": videos[i % 6],
+                "q": f"What happens in scene {i}?",
+                "answer_idx": i % answers,
+                "ts": "0-10",
+            }
             q.update({f"a{k}": f"option {k} of {i}" for k in range(answers)})
             lines.append(json.dumps(q))
         (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")

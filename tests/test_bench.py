@@ -13,9 +13,15 @@ from conftest import make_config
 from memvp_lab.bench import run_study
 from memvp_lab.benchmark.flops_table import Shape, derive_lengths, paper_flops
 from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens, synthetic_batch, task_lengths, text_only
+from memvp_lab.benchmark.measure import (
+    analytic_flops,
+    build,
+    interleaved,
+    measured_flops,
+    memory_spec,
+    saved_activation_bytes,
+)
 from memvp_lab.benchmark.summary import summarize
-from memvp_lab.benchmark.measure import (analytic_flops, build, interleaved, measured_flops, memory_spec,
-                                         saved_activation_bytes)
 from memvp_lab.factory import build_model
 from memvp_lab.paths import config_dir
 
@@ -53,7 +59,11 @@ def test_memvp_flops_counter_equals_eq_13_15_and_input_space_adds_visual_tokens(
     assert measured_flops(memvp.model, batch) == analytic_flops(memvp.model, lengths, batch)
     # on the text alone the memory term is gone, in both counts
     text = text_only(batch)
-    assert measured_flops(memvp.model, text) == analytic_flops(memvp.model, lengths, text) < measured_flops(memvp.model, batch)
+    assert (
+        measured_flops(memvp.model, text)
+        == analytic_flops(memvp.model, lengths, text)
+        < measured_flops(memvp.model, batch)
+    )
     llava = _built("tiny_llama", "llava_lora")
     batch = synthetic_batch(llava.model, lengths, 2, llava.visual.feature_dim)
     assert input_visual_tokens(llava.model, batch) == 49 and input_visual_tokens(llava.model, text_only(batch)) == 0
@@ -67,7 +77,9 @@ def test_training_activations_grow_with_input_space_tokens():
     sizes = {}
     for method in ("memvp", "llava_lora"):
         built = _built("tiny_llama", method)
-        sizes[method] = saved_activation_bytes(built.model, synthetic_batch(built.model, lengths, 2, built.visual.feature_dim))
+        sizes[method] = saved_activation_bytes(
+            built.model, synthetic_batch(built.model, lengths, 2, built.visual.feature_dim)
+        )
     assert 0 < sizes["memvp"] < sizes["llava_lora"]
 
 
@@ -94,12 +106,23 @@ def test_table1_lengths_follow_from_the_full_fine_tuning_row_and_predict_memvp()
         shapes = {}
         for backbone in ("bart_base", "t5_base"):
             for method in ("full_ft", "memvp"):
-                built, _ = build([f"method={method}", f"backbone={backbone}", "backbone.weights=random",
-                                  "vision=clip_rn101", "task=vqav2"], empty=True)
+                built, _ = build(
+                    [
+                        f"method={method}",
+                        f"backbone={backbone}",
+                        "backbone.weights=random",
+                        "vision=clip_rn101",
+                        "task=vqav2",
+                    ],
+                    empty=True,
+                )
                 one = synthetic_batch(built.model, Lengths(4, 1, 49), 1, built.visual.feature_dim)
-                shapes[backbone, method] = Shape(built.model.lm.config, input_visual_tokens(built.model, one),
-                                                 memory_spec(built.model))
-        tasks = {t: compose(config_name="train", overrides=[f"task={t}"]).task for t in ("vqav2", "gqa", "coco_caption")}
+                shapes[backbone, method] = Shape(
+                    built.model.lm.config, input_visual_tokens(built.model, one), memory_spec(built.model)
+                )
+        tasks = {
+            t: compose(config_name="train", overrides=[f"task={t}"]).task for t in ("vqav2", "gqa", "coco_caption")
+        }
     assert shapes["bart_base", "full_ft"].visual_tokens == 36 and shapes["t5_base", "memvp"].memory.slots == 240
     for task, task_cfg in tasks.items():
         values = [paper[f"{b}/full_ft"][task] for b in ("bart_base", "t5_base")]
@@ -111,12 +134,23 @@ def test_table1_lengths_follow_from_the_full_fine_tuning_row_and_predict_memvp()
 
 
 def test_compare_study_writes_table_json_and_plot_and_the_sweep_summary_joins_them(tmp_path):
-    study = _study("table3_smollm2", "study.model_overrides=['backbone=tiny_llama','vision=tiny_random','task=shapes_vqa']",
-                   "study.method_overrides.memvp=['method.n=64']", "study.rounds=1", "study.warmup=0",
-                   "study.train_batch_size=2", "study.eval_batch_size=2", "study.memory_batch_size=2")
+    study = _study(
+        "table3_smollm2",
+        "study.model_overrides=['backbone=tiny_llama','vision=tiny_random','task=shapes_vqa']",
+        "study.method_overrides.memvp=['method.n=64']",
+        "study.rounds=1",
+        "study.warmup=0",
+        "study.train_batch_size=2",
+        "study.eval_batch_size=2",
+        "study.memory_batch_size=2",
+    )
     result = run_study(study, tmp_path / "table3_smollm2")
     tmp_path = tmp_path / "table3_smollm2"
-    assert set(result["methods"]) == {"memvp", "llava_lora"} and result["lengths"] == {"prompt": 11, "answer": 2, "visual": 49}
+    assert set(result["methods"]) == {"memvp", "llava_lora"} and result["lengths"] == {
+        "prompt": 11,
+        "answer": 2,
+        "visual": 49,
+    }
     assert result["ratios_to_reference"]["llava_lora"]["train_s_per_step"] == 1.0
     memvp, llava = result["methods"]["memvp"], result["methods"]["llava_lora"]
     assert memvp["input_visual_tokens"] == 0 and llava["input_visual_tokens"] == 49
@@ -133,9 +167,15 @@ def test_compare_study_writes_table_json_and_plot_and_the_sweep_summary_joins_th
 
 
 def test_text_length_study_times_each_length_with_and_without_visual_tokens(tmp_path):
-    study = _study("fig2_text_length", "study.model_overrides=['backbone=tiny_llama','vision=tiny_random']",
-                   "study.text_lengths=[8,16]", "study.rounds=1", "study.warmup=0",
-                   "study.train_batch_size=1", "study.eval_batch_size=2")
+    study = _study(
+        "fig2_text_length",
+        "study.model_overrides=['backbone=tiny_llama','vision=tiny_random']",
+        "study.text_lengths=[8,16]",
+        "study.rounds=1",
+        "study.warmup=0",
+        "study.train_batch_size=1",
+        "study.eval_batch_size=2",
+    )
     result = run_study(study, tmp_path)
     assert result["visual_tokens"] == 49 and [p["text_tokens"] for p in result["points"]] == [8, 16]
     assert all(p["train_s_with"] > 0 and p["inference_s_without"] > 0 for p in result["points"])
@@ -143,11 +183,24 @@ def test_text_length_study_times_each_length_with_and_without_visual_tokens(tmp_
 
 
 def test_overhead_study_counts_the_memory_term_as_eq_15_says(tmp_path):
-    llama = ["backbone=tiny_llama", "vision=tiny_random", "task=shapes_vqa", "method.n=64", "method.unfreeze=[layer_norms]"]
-    t5 = ["backbone=tiny_t5", "vision=tiny_random", "task=vqav2", "method.n=64", "method.layers=encoder",
-          "method.unfreeze=[layer_norms]"]
-    study = _study("memvp_overhead", "study.rounds=1", "study.warmup=0", "study.train_batch_size=2",
-                   "study.eval_batch_size=2")
+    llama = [
+        "backbone=tiny_llama",
+        "vision=tiny_random",
+        "task=shapes_vqa",
+        "method.n=64",
+        "method.unfreeze=[layer_norms]",
+    ]
+    t5 = [
+        "backbone=tiny_t5",
+        "vision=tiny_random",
+        "task=vqav2",
+        "method.n=64",
+        "method.layers=encoder",
+        "method.unfreeze=[layer_norms]",
+    ]
+    study = _study(
+        "memvp_overhead", "study.rounds=1", "study.warmup=0", "study.train_batch_size=2", "study.eval_batch_size=2"
+    )
     with open_dict(study):
         study.cases = {"tiny_llama": llama, "tiny_t5": t5}
     result = run_study(study, tmp_path)
@@ -159,9 +212,14 @@ def test_overhead_study_counts_the_memory_term_as_eq_15_says(tmp_path):
 
 
 def test_flops_table_study_counts_every_cell(tmp_path):
-    study = _study("table1_flops", "study.backbones=[tiny_bart,tiny_t5]", "study.methods=[full_ft,memvp]",
-                   "study.tasks=[vqav2]", "study.vision=tiny_random",
-                   "study.backbone_overrides=[]")
+    study = _study(
+        "table1_flops",
+        "study.backbones=[tiny_bart,tiny_t5]",
+        "study.methods=[full_ft,memvp]",
+        "study.tasks=[vqav2]",
+        "study.vision=tiny_random",
+        "study.backbone_overrides=[]",
+    )
     result = run_study(study, tmp_path)
     assert set(result["cells"]) == {"tiny_bart/full_ft", "tiny_bart/memvp", "tiny_t5/full_ft", "tiny_t5/memvp"}
     cell = result["cells"]["tiny_t5/memvp"]["vqav2"]
@@ -172,8 +230,15 @@ def test_flops_table_study_counts_every_cell(tmp_path):
 def test_prefix_cache_study_times_both_paths_of_one_model_and_they_agree(tmp_path):
     study = _study("prefix_cache", "study.rounds=1", "study.warmup=1", "study.train_batch_size=2")
     with open_dict(study):
-        study.cases = {"tiny_llama": ["backbone=tiny_llama", "vision=tiny_random", "task=shapes_vqa",
-                                      "method.n=64", "method.first_layer=1"]}
+        study.cases = {
+            "tiny_llama": [
+                "backbone=tiny_llama",
+                "vision=tiny_random",
+                "task=shapes_vqa",
+                "method.n=64",
+                "method.first_layer=1",
+            ]
+        }
     result = run_study(study, tmp_path)
     case = result["cases"]["tiny_llama"]
     assert (case["layers"], case["skipped_layers"]) == (2, 1)

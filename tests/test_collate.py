@@ -11,12 +11,30 @@ from memvp_lab.data.collate import VLCollator
 
 def _samples():
     return [
-        {"question": "What color is the circle?", "target": "red", "weight": 1.0, "answers": ["red"] * 10,
-         "group": "color", "answer_type": "other", "question_id": 1, "index": 0, "visual": np.zeros((8, 32), np.float16),
-         "has_image": 1.0},
-        {"question": "How many?", "target": "2", "weight": 0.6, "answers": ["2"] * 10,
-         "group": "count", "answer_type": "number", "question_id": 2, "index": 1, "visual": np.ones((8, 32), np.float16),
-         "has_image": 1.0},
+        {
+            "question": "What color is the circle?",
+            "target": "red",
+            "weight": 1.0,
+            "answers": ["red"] * 10,
+            "group": "color",
+            "answer_type": "other",
+            "question_id": 1,
+            "index": 0,
+            "visual": np.zeros((8, 32), np.float16),
+            "has_image": 1.0,
+        },
+        {
+            "question": "How many?",
+            "target": "2",
+            "weight": 0.6,
+            "answers": ["2"] * 10,
+            "group": "count",
+            "answer_type": "number",
+            "question_id": 2,
+            "index": 1,
+            "visual": np.ones((8, 32), np.float16),
+            "has_image": 1.0,
+        },
     ]
 
 
@@ -36,8 +54,8 @@ def test_decoder_only_layout():
         # Generation prompts: the same prompt tokens, left-padded.
         p, width = int(batch.prompt_mask[i].sum()), batch.prompt_ids.shape[1]
         assert batch.prompt_ids[i, -p:].tolist() == ids[:prompt_len]
-        assert (batch.prompt_mask[i, :width - p] == 0).all() and (batch.prompt_mask[i, width - p:] == 1).all()
-        assert (batch.prompt_ids[i, :width - p] == tok.pad_token_id).all()
+        assert (batch.prompt_mask[i, : width - p] == 0).all() and (batch.prompt_mask[i, width - p :] == 1).all()
+        assert (batch.prompt_ids[i, : width - p] == tok.pad_token_id).all()
     assert int(batch.prompt_mask.sum(1).max()) == batch.prompt_ids.shape[1]  # the longest prompt fills the width
     assert torch.allclose(batch.weights, torch.tensor([1.0, 0.6]))
     assert batch.visual.dtype == torch.float32 and batch.visual.shape == (2, 8, 32)

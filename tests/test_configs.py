@@ -15,6 +15,7 @@ from memvp_lab.factory import method_and_visual
 from memvp_lab.methods.base import VisualSpec
 from memvp_lab.paths import config_dir
 
+
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
@@ -43,8 +44,9 @@ def expected_error(method: str, backbone: str, vision: str) -> str | None:
 MODEL_GROUPS = ("method", "backbone", "vision")
 
 
-@pytest.mark.parametrize("combo", list(itertools.product(*(options(g) for g in MODEL_GROUPS))),
-                         ids=lambda c: "-".join(c))
+@pytest.mark.parametrize(
+    "combo", list(itertools.product(*(options(g) for g in MODEL_GROUPS))), ids=lambda c: "-".join(c)
+)
 def test_every_model_combination_composes_and_validates_or_names_the_key(combo):
     cfg = make_config([f"{g}={o}" for g, o in zip(MODEL_GROUPS, combo)], output_dir=None)
     key = expected_error(*combo)
@@ -57,8 +59,9 @@ def test_every_model_combination_composes_and_validates_or_names_the_key(combo):
     get_method(cfg.vision.encoder._target_)
 
 
-@pytest.mark.parametrize("combo", list(itertools.product(*(options(g) for g in ("task", "trainer", "logger")))),
-                         ids=lambda c: "-".join(c))
+@pytest.mark.parametrize(
+    "combo", list(itertools.product(*(options(g) for g in ("task", "trainer", "logger")))), ids=lambda c: "-".join(c)
+)
 def test_every_run_combination_composes_and_validates(combo):
     cfg = make_config([f"{g}={o}" for g, o in zip(("task", "trainer", "logger"), combo)], output_dir=None)
     method = instantiate(cfg.method, _convert_="all")
@@ -69,7 +72,13 @@ def test_every_run_combination_composes_and_validates(combo):
 def test_paper_settings_of_method_backbone_pairs():
     bart = make_config(["backbone=bart_base"]).method
     assert (bart.n, bart.lam, bart.lr, bart.layers, bart.shared_positions, bart.projector_hidden) == (
-        240, 0.01, 1e-3, "encoder", False, 0)  # paper Table 5
+        240,
+        0.01,
+        1e-3,
+        "encoder",
+        False,
+        0,
+    )  # paper Table 5
     assert make_config(["backbone=llama_7b"]).method.n == 320  # Table 7
     assert make_config(["backbone=llama_13b"]).method.n == 400
     smol = make_config([]).method

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from memvp_lab.data import shapes_vqa
-from memvp_lab.metrics.vqa_score import normalize_answer
 from memvp_lab.data.features import FeatureError, FeatureStore, consolidate
 from memvp_lab.data.vqa import DataError, VQADataset, load_annotations, load_questions
+from memvp_lab.metrics.vqa_score import normalize_answer
 
 SPEC = shapes_vqa.ShapesVQASpec(seed=3, num_train_images=12, num_val_questions=10, num_test_questions=40)
 
@@ -58,7 +58,10 @@ def test_questions_are_tagged_with_their_scenes_object_count(shapes_root):
                 assert e["tags"] == [f"objects_{max(e['label'], key=e['label'].get)}"]
         assert all(len(tags) == 1 for tags in by_image.values())
     assert {t for e in load_questions(shapes_root / "vqa" / "karpathy_test.json") for t in e["tags"]} == {
-        "objects_1", "objects_2", "objects_3"}
+        "objects_1",
+        "objects_2",
+        "objects_3",
+    }
 
 
 def _write_features(path: Path, ids, shape=(4, 3), per_image=False):
@@ -98,8 +101,14 @@ def test_missing_and_misshapen_features_name_id_and_file(tmp_path):
 
 def test_malformed_question_files(tmp_path):
     bad = tmp_path / "karpathy_val.json"
-    bad.write_text(json.dumps([{"img_id": "a", "question_id": 1, "sent": "q?", "label": {"x": 1}},
-                               {"img_id": "a", "question_id": 2, "label": {"x": 1}}]))
+    bad.write_text(
+        json.dumps(
+            [
+                {"img_id": "a", "question_id": 1, "sent": "q?", "label": {"x": 1}},
+                {"img_id": "a", "question_id": 2, "label": {"x": 1}},
+            ]
+        )
+    )
     with pytest.raises(DataError, match=r"karpathy_val\.json entry 1 \(question_id=2\): field 'sent'"):
         load_questions(bad)
     empty = tmp_path / "empty.json"

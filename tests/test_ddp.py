@@ -38,16 +38,34 @@ def _free_port() -> int:
 def _run(trainer: str, batch_size: int, data_dir: Path, out: Path, fault: str | None = None) -> Path:
     # method.eps=1: AdamW's update is nearly invariant to a constant factor on the gradient when
     # eps is tiny, so summed instead of averaged gradients would go unseen; with eps=1 it is not.
-    args = [f"trainer={trainer}", "backbone=tiny_llama", "method.n=64", "method.lr=3e-2", "method.dropout=0",
-            "method.eps=1.0", "method.warmup_steps=0", f"paths.data_dir={data_dir}", *TINY_DATA,
-            f"trainer.max_steps={STEPS}", f"trainer.val_check_interval={STEPS}", "trainer.limit_val_batches=1",
-            "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false", "checkpoint.enabled=false",
-            f"task.data.batch_size={batch_size}", "logger=csv", f"hydra.run.dir={out}"]
+    args = [
+        f"trainer={trainer}",
+        "backbone=tiny_llama",
+        "method.n=64",
+        "method.lr=3e-2",
+        "method.dropout=0",
+        "method.eps=1.0",
+        "method.warmup_steps=0",
+        f"paths.data_dir={data_dir}",
+        *TINY_DATA,
+        f"trainer.max_steps={STEPS}",
+        f"trainer.val_check_interval={STEPS}",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false",
+        "checkpoint.enabled=false",
+        f"task.data.batch_size={batch_size}",
+        "logger=csv",
+        f"hydra.run.dir={out}",
+    ]
     env = {**os.environ, "MASTER_PORT": str(_free_port()), "WANDB_MODE": "offline"}
     if fault:
-        env.update(MEMVP_LAB_TEST_FAULT=fault, PYTHONPATH=os.pathsep.join(filter(None, [str(FAULTS), env.get("PYTHONPATH")])))
-    proc = subprocess.run([sys.executable, "-m", "memvp_lab.train", *args], env=env, capture_output=True, text=True,
-                          timeout=600)
+        env.update(
+            MEMVP_LAB_TEST_FAULT=fault, PYTHONPATH=os.pathsep.join(filter(None, [str(FAULTS), env.get("PYTHONPATH")]))
+        )
+    proc = subprocess.run(
+        [sys.executable, "-m", "memvp_lab.train", *args], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -70,8 +88,10 @@ def differences(one: Path, two: Path) -> list[str]:
     far = [k for k in ta if not torch.allclose(ta[k], tb[k], rtol=0, atol=TENSOR_ATOL)]
     if far:
         found.append(f"trained tensors differ: {far}")
-    pa, pb = (sorted((p["question_id"], p["answer"]) for p in json.loads((r / "predictions_test.json").read_text()))
-              for r in (one, two))
+    pa, pb = (
+        sorted((p["question_id"], p["answer"]) for p in json.loads((r / "predictions_test.json").read_text()))
+        for r in (one, two)
+    )
     if pa != pb:
         found.append("test predictions differ")
     return found
@@ -100,8 +120,9 @@ def test_two_cpu_processes_match_one_step_by_step(one_process, data_dir, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault, expected", [("sum_gradients", "losses differ from step 1"),
-                                             ("same_shard", "losses differ from step 0")])
+@pytest.mark.parametrize(
+    "fault, expected", [("sum_gradients", "losses differ from step 1"), ("same_shard", "losses differ from step 0")]
+)
 def test_parity_check_catches_a_broken_ddp(fault, expected, one_process, data_dir, tmp_path):
     """Negative controls: the same comparison fails when the ranks' gradients are summed instead
     of averaged, or when both ranks read the same shard."""
@@ -119,4 +140,4 @@ def test_each_rank_reads_its_half_of_every_global_batch():
     ranks = [list(ResumableSampler(data, num_replicas=2, rank=r, seed=3)) for r in (0, 1)]
     assert not set(ranks[0]) & set(ranks[1]) and set(ranks[0]) | set(ranks[1]) == set(whole)
     for k in range(50 // 8):
-        assert sorted(ranks[0][4 * k:4 * k + 4] + ranks[1][4 * k:4 * k + 4]) == sorted(whole[8 * k:8 * k + 8])
+        assert sorted(ranks[0][4 * k : 4 * k + 4] + ranks[1][4 * k : 4 * k + 4]) == sorted(whole[8 * k : 8 * k + 8])

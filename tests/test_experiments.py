@@ -32,8 +32,15 @@ NAMES = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
 REPORTS = sorted(p.name.removesuffix(".paper.json") for p in EXPERIMENTS.glob("*.paper.json"))
 NO_PAPER_JSON: set[str] = set()  # experiments without paper numbers (none today)
 # Metrics every run writes besides its task's scores (train.py, callbacks.py, lit_module.py).
-RUN_KEYS = {"params/trainable", "params/total", "flops/lm_gflops_per_sample", "time/train_s_per_step",
-            "time/eval_s_per_batch", "memory/peak_rss_gb", "memory/peak_cuda_gb"}
+RUN_KEYS = {
+    "params/trainable",
+    "params/total",
+    "flops/lm_gflops_per_sample",
+    "time/train_s_per_step",
+    "time/eval_s_per_batch",
+    "memory/peak_rss_gb",
+    "memory/peak_cuda_gb",
+}
 RUN_KEY_SOURCES = ("train.py", "callbacks.py", "lit_module.py")
 
 
@@ -156,8 +163,10 @@ def test_paper_columns_name_metrics_runs_write():
     for report in REPORTS:
         for column in paper_spec(report)["columns"]:
             assert column["metric"] in RUN_KEYS | _task_metric_keys(column["task"]), (report, column)
-    assert _task_metric_keys("scienceqa") == {"test/accuracy", *(f"test/accuracy/{c}" for c in (
-        "NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12"))}
+    assert _task_metric_keys("scienceqa") == {
+        "test/accuracy",
+        *(f"test/accuracy/{c}" for c in ("NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12")),
+    }
 
 
 def _column(report: str, label: str) -> dict[str, float | None]:
@@ -182,8 +191,12 @@ def test_paper_numbers_agree_across_tables():
     assert fig4["vl_pet/6"] == table1["bart_base/vl_pet"] and fig4["memvp/null"] == table1["bart_base/memvp"]
     assert sum(v is not None for values in fig4.values() for v in values) == 12
     # Table 2: the paper's average is the accuracy over all categories, not their mean; spot values.
-    assert _column("table2", "G7-12") == {"llama_7b/memvp": 93.01, "llama_7b/llava_lora": 89.65,
-                                         "llama_13b/memvp": 94.07, "llama_13b/llava_lora": None}
+    assert _column("table2", "G7-12") == {
+        "llama_7b/memvp": 93.01,
+        "llama_7b/llava_lora": 89.65,
+        "llama_13b/memvp": 94.07,
+        "llama_13b/llava_lora": None,
+    }
     assert _column("table8", "How2QA Acc") == {"lora": 69.4, "vl_adapter": 68.6, "vl_pet": 69.1, "memvp": 70.7}
 
 
@@ -199,6 +212,7 @@ def test_llama_experiments_follow_paper_table7(root):
                 assert method["n"] == {"llama_7b": 320, "llama_13b": 400}[config["backbone"]["name"]]
             else:
                 assert (method["name"], method["r"]) == ("llava_lora", 6)
+
     # Table 3 is Table 2's sweep: the same jobs, the same configs (but for this test's run folders).
     def configs(experiment):
         return [json.dumps(c).replace(f"{root}/{experiment}/", "<run dir>/") for _, c in composed(experiment, root)]
@@ -213,8 +227,15 @@ def test_bart_experiments_follow_paper_table5(root):
             assert config["task"]["data"]["batch_size"] == batch and config["method"]["lr"] == 1e-3, job
             if config["method"]["name"] == "memvp":
                 assert (config["method"]["n"], config["method"]["lam"]) == (240, 0.01)
-    pools = {(c["method"]["name"], c["pool_size"], c["method"].get("pool_size", c["method"].get("prompt", {}).get("pool_size")))
-             for e in ("fig4_pooling", "fig4_pooling_memvp") for _, c in composed(e, root)}
+    pools = {
+        (
+            c["method"]["name"],
+            c["pool_size"],
+            c["method"].get("pool_size", c["method"].get("prompt", {}).get("pool_size")),
+        )
+        for e in ("fig4_pooling", "fig4_pooling_memvp")
+        for _, c in composed(e, root)
+    }
     assert pools == {(m, p, p) for m in ("vl_pet", "memvp") for p in (1, 2, 4, 6, None)}
 
 
@@ -232,9 +253,16 @@ def _make_targets() -> dict[str, tuple[str, list[str]]]:
     return targets
 
 
-MAKE_TARGETS = {"table-1": "table1", "table-2": "table2", "table-3": "table3", "table-4": "table4",
-                "table-8": "table8", "fig-4": "fig4_pooling", "mini-table-3": "mini_table3",
-                "mini-table-4": "mini_table4"}
+MAKE_TARGETS = {
+    "table-1": "table1",
+    "table-2": "table2",
+    "table-3": "table3",
+    "table-4": "table4",
+    "table-8": "table8",
+    "fig-4": "fig4_pooling",
+    "mini-table-3": "mini_table3",
+    "mini-table-4": "mini_table4",
+}
 FAKE_PYTHON = """#!/bin/bash
 echo "$*" >> "$CALLS"
 case "$*" in *memvp_lab.train*"experiment=$FAIL"*) exit 1;; esac
@@ -249,9 +277,13 @@ def _make(target: str, tmp_path: Path, fail: str = "none") -> tuple[int, list[st
     fake.chmod(0o755)
     calls = tmp_path / "calls"
     calls.write_text("")
-    proc = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.setup-complete", target,
-                           f"PY={fake}", "ARGS=seed=7"], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "CALLS": str(calls), "FAIL": fail})
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.setup-complete", target, f"PY={fake}", "ARGS=seed=7"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CALLS": str(calls), "FAIL": fail},
+    )
     return proc.returncode, calls.read_text().splitlines()
 
 
@@ -274,8 +306,9 @@ def test_demo_seeds_runs_memvp_and_llava_lora_over_three_seeds_then_reports(root
     assert code == 0 and calls[-1] == "-m memvp_lab.report demo_seeds"
     jobs = [c for e in ("demo_seeds", "demo_seeds_llava") for _, c in composed(e, root)]
     cells = {(c["method"]["name"], c["method"].get("ablation"), c["seed"]) for c in jobs}
-    assert cells == {(m, a, s) for m, a in (("memvp", "none"), ("memvp", "no_visual"), ("llava_lora", None))
-                     for s in (0, 1, 2)}
+    assert cells == {
+        (m, a, s) for m, a in (("memvp", "none"), ("memvp", "no_visual"), ("llava_lora", None)) for s in (0, 1, 2)
+    }
     assert all(c["experiment_name"] == "demo_seeds" and c["trainer"]["max_steps"] == 1440 for c in jobs)
 
 
@@ -283,5 +316,8 @@ def test_make_target_reports_after_a_failed_sweep_and_fails(tmp_path):
     """A failing sweep does not stop the next sweep or the report; make exits non-zero at the end."""
     code, calls = _make("reproduce-table-8", tmp_path, fail="table8")
     assert code != 0
-    assert calls == ["-m memvp_lab.train -m experiment=table8 seed=7", "-m memvp_lab.train -m experiment=table8_memvp seed=7",
-                     "-m memvp_lab.report table8"]
+    assert calls == [
+        "-m memvp_lab.train -m experiment=table8 seed=7",
+        "-m memvp_lab.train -m experiment=table8_memvp seed=7",
+        "-m memvp_lab.report table8",
+    ]

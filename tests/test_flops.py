@@ -7,7 +7,14 @@ import torch
 
 from helpers import VISUAL, memvp_config, tiny
 from memvp_lab.batch import VLBatch
-from memvp_lab.flops import MemorySpec, analytic_lm_flops, count_flops, eager_attention, measure_lm_flops, paper_layer_flops
+from memvp_lab.flops import (
+    MemorySpec,
+    analytic_lm_flops,
+    count_flops,
+    eager_attention,
+    measure_lm_flops,
+    paper_layer_flops,
+)
 
 
 def test_bart_encoder_matches_paper_eq_13_and_15():
@@ -39,9 +46,17 @@ def _batch(prompt_len: int, target_len: int, encoder_decoder: bool) -> VLBatch:
     else:
         ids = torch.cat([prompt, target], dim=1)
         labels = torch.cat([torch.full_like(prompt, -100), target], dim=1)
-    return VLBatch(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, prompt_ids=prompt,
-                   prompt_mask=torch.ones_like(prompt), visual=torch.randn(1, VISUAL.num_tokens, VISUAL.feature_dim),
-                   has_image=torch.ones(1), weights=torch.ones(1), indices=torch.zeros(1, dtype=torch.long))
+    return VLBatch(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        labels=labels,
+        prompt_ids=prompt,
+        prompt_mask=torch.ones_like(prompt),
+        visual=torch.randn(1, VISUAL.num_tokens, VISUAL.feature_dim),
+        has_image=torch.ones(1),
+        weights=torch.ones(1),
+        indices=torch.zeros(1, dtype=torch.long),
+    )
 
 
 @pytest.mark.parametrize("arch, layers", [("llama", "all"), ("bart", "encoder"), ("t5", "all")])
@@ -50,8 +65,11 @@ def test_measured_lm_flops_equal_analytic(arch, layers):
     backbone = tiny(arch)
     model = memvp_config(layers=layers, n=16).build(backbone, VISUAL)
     sites = model.prompting.sites
-    memory = MemorySpec(slots=16, encoder_sites=sum(s.stack == "encoder" for s in sites),
-                        decoder_sites=sum(s.stack == "decoder" for s in sites))
+    memory = MemorySpec(
+        slots=16,
+        encoder_sites=sum(s.stack == "encoder" for s in sites),
+        decoder_sites=sum(s.stack == "decoder" for s in sites),
+    )
     batch = _batch(prompt_len=9, target_len=3, encoder_decoder=backbone.is_encoder_decoder)
     measured = measure_lm_flops(model, batch, max_samples=1)
     assert measured == analytic_lm_flops(backbone.model.config, 9, 3, memory)
@@ -70,11 +88,19 @@ def test_per_sample_flops_ignore_padding():
     pw = a.prompt_ids.shape[1]
     prompt_b = torch.cat([torch.full((1, pw - 5), pad), b.prompt_ids], dim=1)
     prompt_mask_b = torch.cat([torch.zeros(1, pw - 5, dtype=torch.long), b.prompt_mask], dim=1)
-    batch = VLBatch(input_ids=torch.cat([a.input_ids, padded_b]), attention_mask=torch.cat([a.attention_mask, mask_b]),
-                    labels=torch.cat([a.labels, labels_b]), prompt_ids=torch.cat([a.prompt_ids, prompt_b]),
-                    prompt_mask=torch.cat([a.prompt_mask, prompt_mask_b]), visual=torch.cat([a.visual, b.visual]),
-                    has_image=torch.ones(2), weights=torch.ones(2), indices=torch.arange(2))
+    batch = VLBatch(
+        input_ids=torch.cat([a.input_ids, padded_b]),
+        attention_mask=torch.cat([a.attention_mask, mask_b]),
+        labels=torch.cat([a.labels, labels_b]),
+        prompt_ids=torch.cat([a.prompt_ids, prompt_b]),
+        prompt_mask=torch.cat([a.prompt_mask, prompt_mask_b]),
+        visual=torch.cat([a.visual, b.visual]),
+        has_image=torch.ones(2),
+        weights=torch.ones(2),
+        indices=torch.arange(2),
+    )
     memory = MemorySpec(slots=16, decoder_sites=2)
-    expected = (analytic_lm_flops(backbone.model.config, 9, 3, memory)
-                + analytic_lm_flops(backbone.model.config, 5, 2, memory)) / 2
+    expected = (
+        analytic_lm_flops(backbone.model.config, 9, 3, memory) + analytic_lm_flops(backbone.model.config, 5, 2, memory)
+    ) / 2
     assert measure_lm_flops(model, batch, max_samples=2) == expected

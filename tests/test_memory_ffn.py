@@ -170,8 +170,11 @@ def test_blocking_no_slot_changes_nothing_and_observer_sees_scores():
     with torch.no_grad():
         with memory.bind(visual):
             plain = model.lm(input_ids=ids).logits
-        with memory.bind(visual, observer=lambda i, s: seen.append((i, s.shape)),
-                         blocked=torch.zeros(2, memory.num_slots, dtype=torch.bool)):
+        with memory.bind(
+            visual,
+            observer=lambda i, s: seen.append((i, s.shape)),
+            blocked=torch.zeros(2, memory.num_slots, dtype=torch.bool),
+        ):
             observed = model.lm(input_ids=ids).logits
     assert torch.equal(plain, observed)
     assert seen == [(0, (2, 6, 16)), (1, (2, 6, 16))]
@@ -187,23 +190,39 @@ def test_generate_with_beams_expands_memory():
 
     def batch(rows):
         n = len(rows)
-        return VLBatch(input_ids=ids[rows], attention_mask=torch.ones(n, 6, dtype=torch.long), labels=ids[rows],
-                       prompt_ids=ids[rows], prompt_mask=torch.ones(n, 6, dtype=torch.long), visual=visual[rows],
-                       has_image=torch.ones(n), weights=torch.ones(n), indices=torch.tensor(rows))
+        return VLBatch(
+            input_ids=ids[rows],
+            attention_mask=torch.ones(n, 6, dtype=torch.long),
+            labels=ids[rows],
+            prompt_ids=ids[rows],
+            prompt_mask=torch.ones(n, 6, dtype=torch.long),
+            visual=visual[rows],
+            has_image=torch.ones(n),
+            weights=torch.ones(n),
+            indices=torch.tensor(rows),
+        )
 
     together = model.generate(batch([0, 1]), max_new_tokens=4, num_beams=3)
     alone = [model.generate(batch([i]), max_new_tokens=4, num_beams=3)[0] for i in (0, 1)]
     assert together == alone
     blocked = torch.zeros(2, model.prompting.num_slots, dtype=torch.bool)
     with torch.no_grad(), model.prompting.bind(visual, blocked=blocked):  # the mask is repeated too
-        model.lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, num_beams=2,
-                          do_sample=False, pad_token_id=0)
+        model.lm.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=2,
+            num_beams=2,
+            do_sample=False,
+            pad_token_id=0,
+        )
 
 
 def test_layer_range_selects_sites_per_stack():
     model = memvp_config(first_layer=1, last_layer=2).build(tiny("t5", num_layers=3), VISUAL)
     assert [s.name for s in model.prompting.sites] == [
-        "encoder.block.1.layer.1.DenseReluDense", "decoder.block.1.layer.2.DenseReluDense"]
+        "encoder.block.1.layer.1.DenseReluDense",
+        "decoder.block.1.layer.2.DenseReluDense",
+    ]
     from memvp_lab.config.errors import ConfigError
 
     with pytest.raises(ConfigError, match="first_layer=5"):

@@ -15,9 +15,9 @@ from memvp_lab.checkpoint import CheckpointMismatch, load_trainable, save_traina
 from memvp_lab.config.errors import ConfigError
 from memvp_lab.data.collate import VLCollator
 from memvp_lab.factory import build_model, method_and_visual
-from memvp_lab.optim import param_groups
 from memvp_lab.methods.base import VisualSpec
 from memvp_lab.model import norm_modules
+from memvp_lab.optim import param_groups
 
 ARCHS = ("tiny_bart", "tiny_t5", "tiny_llama")
 ENC_DEC_METHODS = ("memvp", "lora", "vl_adapter", "compacter", "vl_pet", "full_ft")
@@ -37,9 +37,21 @@ def build(method: str, arch: str, seed: int = 0, *overrides: str):
 def make_batch(backbone, n: int = 3, seed: int = 0):
     rng = np.random.default_rng(seed)
     questions = ["what color is the circle?", "how many shapes are there?", "is the square on the left?"]
-    samples = [dict(question=questions[i % 3], target=["red", "2", "yes"][i % 3],
-                    visual=rng.standard_normal((49, 256)).astype(np.float32), has_image=1.0, weight=1.0, index=i,
-                    question_id=i, answers=["red"] * 10, group="color", answer_type="other") for i in range(n)]
+    samples = [
+        dict(
+            question=questions[i % 3],
+            target=["red", "2", "yes"][i % 3],
+            visual=rng.standard_normal((49, 256)).astype(np.float32),
+            has_image=1.0,
+            weight=1.0,
+            index=i,
+            question_id=i,
+            answers=["red"] * 10,
+            group="color",
+            answer_type="other",
+        )
+        for i in range(n)
+    ]
     return VLCollator(backbone, "{question}", max_prompt_tokens=32, max_target_tokens=4)(samples)
 
 
@@ -94,7 +106,7 @@ def test_generation_and_sequence_length(method, arch):
         assert len(answers) == len(batch) and all(isinstance(a, str) for a in answers)
     # Length of the sequence the first transformer layer sees in a training forward.
     lm = model.lm
-    first = (lm.get_encoder() if lm.config.is_encoder_decoder else lm.model)
+    first = lm.get_encoder() if lm.config.is_encoder_decoder else lm.model
     layer = first.block[0] if hasattr(first, "block") else first.layers[0]
     seen = []
     handle = layer.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
@@ -150,7 +162,9 @@ def test_bart_visual_tokens_skip_positions_and_embedding_norm():
         model.lm(**inputs, decoder_input_ids=torch.zeros_like(batch.input_ids[:, :1]))
     handle.remove()
     t = batch.input_ids.shape[1]
-    text_expected = encoder.layernorm_embedding(encoder.embed_tokens(batch.input_ids) + encoder.embed_positions(batch.input_ids))
+    text_expected = encoder.layernorm_embedding(
+        encoder.embed_tokens(batch.input_ids) + encoder.embed_positions(batch.input_ids)
+    )
     torch.testing.assert_close(seen["h"][:, :t], text_expected)
     torch.testing.assert_close(seen["h"][:, t:], inputs["inputs_embeds"][:, t:])  # untouched visual tokens
 
@@ -190,8 +204,13 @@ def test_injection_that_matches_nothing_fails_clearly():
 
     _, backbone, _ = build("memvp", "tiny_llama")
     config = instantiate(make_config(["method=vl_adapter"]).method, _convert_="all")
-    bare = Backbone(name="bare", model=torch.nn.Sequential(torch.nn.Linear(4, 4)), tokenizer=backbone.tokenizer,
-                    text=TextFormat(), source="test")
+    bare = Backbone(
+        name="bare",
+        model=torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        tokenizer=backbone.tokenizer,
+        text=TextFormat(),
+        source="test",
+    )
     with pytest.raises(ConfigError, match="method=vl_adapter: no attention / FFN sub-layers in backbone=bare"):
         config.inject(bare)
     lora = instantiate(make_config(["method=lora", "method.targets=[k]"]).method, _convert_="all")
@@ -210,8 +229,14 @@ def test_memvp_pooling_shortens_the_visual_prompts():
 
 
 def test_lr_multipliers_set_the_learning_rate_of_matching_parameters_only():
-    config, _, model = build("memvp", "tiny_llama", 0, "method.lr_multipliers={prompting.projector.*:10}",
-                             "method.lr=0.002", "method.weight_decay=0.05")
+    config, _, model = build(
+        "memvp",
+        "tiny_llama",
+        0,
+        "method.lr_multipliers={prompting.projector.*:10}",
+        "method.lr=0.002",
+        "method.weight_decay=0.05",
+    )
     groups = param_groups(model.trainable_named_parameters(), config)
     lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
     for name, p in model.trainable_named_parameters():

@@ -7,24 +7,42 @@ import shutil
 import pytest
 import torch
 
-from memvp_lab.metrics import (CaptionScores, ChoiceAccuracy, ExactMatch, caption_scores, choice_index, exact_match,
-                               problem_categories, scienceqa_scores)
+from memvp_lab.metrics import (
+    CaptionScores,
+    ChoiceAccuracy,
+    ExactMatch,
+    caption_scores,
+    choice_index,
+    exact_match,
+    problem_categories,
+    scienceqa_scores,
+)
 from memvp_lab.metrics.grouped import GatheredRecords, GroupedMean
 
-NEEDS_JAVA = pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap's PTB tokenizer needs Java (make java)")
+NEEDS_JAVA = pytest.mark.skipif(
+    shutil.which("java") is None, reason="pycocoevalcap's PTB tokenizer needs Java (make java)"
+)
 
 
 def _problem(subject, grade, hint="", image=None, answer=0, split="test"):
-    return {"question": "q", "choices": ["a", "b", "c"], "answer": answer, "hint": hint, "image": image,
-            "subject": subject, "grade": grade, "split": split}
+    return {
+        "question": "q",
+        "choices": ["a", "b", "c"],
+        "answer": answer,
+        "hint": hint,
+        "image": image,
+        "subject": subject,
+        "grade": grade,
+        "split": split,
+    }
 
 
 PROBLEMS = {
     "1": _problem("natural science", "grade3", hint="some text", image="image.png", answer=0),  # NAT TXT IMG G1-6
-    "2": _problem("social science", "grade8", image="image.png", answer=1),                  # SOC IMG G7-12
-    "3": _problem("language science", "grade6", answer=2),                                    # LAN NO G1-6
-    "4": _problem("natural science", "grade12", hint="ctx", answer=1),                        # NAT TXT G7-12
-    "5": _problem("natural science", "grade1", answer=0, split="train"),                      # not scored
+    "2": _problem("social science", "grade8", image="image.png", answer=1),  # SOC IMG G7-12
+    "3": _problem("language science", "grade6", answer=2),  # LAN NO G1-6
+    "4": _problem("natural science", "grade12", hint="ctx", answer=1),  # NAT TXT G7-12
+    "5": _problem("natural science", "grade1", answer=0, split="train"),  # not scored
 }
 
 
@@ -37,8 +55,17 @@ def test_scienceqa_categories_follow_the_official_definitions():
 def test_scienceqa_scores_by_hand():
     # right: 1 (pred 0), 3 (pred 2); wrong: 2 (pred 0), 4 (no letter: -1)
     scores = scienceqa_scores({"1": 0, "2": 0, "3": 2, "4": -1}, PROBLEMS)
-    assert scores == {"NAT": 50.0, "SOC": 0.0, "LAN": 100.0, "TXT": 50.0, "IMG": 50.0, "NO": 100.0,
-                      "G1-6": 100.0, "G7-12": 0.0, "Average": 50.0}
+    assert scores == {
+        "NAT": 50.0,
+        "SOC": 0.0,
+        "LAN": 100.0,
+        "TXT": 50.0,
+        "IMG": 50.0,
+        "NO": 100.0,
+        "G1-6": 100.0,
+        "G7-12": 0.0,
+        "Average": 50.0,
+    }
     with pytest.raises(KeyError, match="'4'"):
         scienceqa_scores({"1": 0, "2": 0, "3": 2}, PROBLEMS)
 
@@ -79,9 +106,11 @@ def test_gathered_records_keep_dataset_order_and_drop_repeats():
     assert m.records() == [{"p": "ä"}, {"p": "b"}]
 
 
-REFS = {1: ["A man is riding a horse.", "A person rides a brown horse on a field.", "man on horseback"],
-        2: ["Two dogs play in the grass.", "Dogs are playing on a lawn.", "two puppies running"],
-        3: ["A plate of food with broccoli.", "Broccoli and rice on a white plate.", "a meal on a plate"]}
+REFS = {
+    1: ["A man is riding a horse.", "A person rides a brown horse on a field.", "man on horseback"],
+    2: ["Two dogs play in the grass.", "Dogs are playing on a lawn.", "two puppies running"],
+    3: ["A plate of food with broccoli.", "Broccoli and rice on a white plate.", "a meal on a plate"],
+}
 PREDS = {1: "a man riding a horse", 2: "two dogs playing in the grass", 3: "a plate of broccoli"}
 
 
@@ -108,8 +137,9 @@ def test_caption_metric_gathers_then_scores_the_corpus():
     keys = sorted(PREDS)
     metric.update([PREDS[k] for k in keys[:2]], [REFS[k] for k in keys[:2]], torch.tensor([0, 1]))
     metric.update([PREDS[keys[2]]], [REFS[keys[2]]], torch.tensor([2]))
-    direct = caption_scores({i: PREDS[k] for i, k in enumerate(keys)}, {i: REFS[k] for i, k in enumerate(keys)},
-                            meteor=False)
+    direct = caption_scores(
+        {i: PREDS[k] for i, k in enumerate(keys)}, {i: REFS[k] for i, k in enumerate(keys)}, meteor=False
+    )
     assert {k: float(v) for k, v in metric.compute().items()} == direct
 
 

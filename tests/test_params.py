@@ -6,10 +6,22 @@ import json
 
 # Exact counts of the reference arithmetic (../reference: param_counts.py) for the paper's rows.
 PAPER_EXACT = {
-    "bart_base": {"full_ft": 141_156_864, "compacter": 3_870_240, "lora": 3_920_640, "vl_adapter": 3_868_320,
-                  "vl_pet": 3_839_136, "memvp": 3_784_704},
-    "t5_base": {"full_ft": 224_540_160, "compacter": 6_105_408, "lora": 6_052_608, "vl_adapter": 6_101_568,
-                "vl_pet": 6_073_152, "memvp": 5_996_544},
+    "bart_base": {
+        "full_ft": 141_156_864,
+        "compacter": 3_870_240,
+        "lora": 3_920_640,
+        "vl_adapter": 3_868_320,
+        "vl_pet": 3_839_136,
+        "memvp": 3_784_704,
+    },
+    "t5_base": {
+        "full_ft": 224_540_160,
+        "compacter": 6_105_408,
+        "lora": 6_052_608,
+        "vl_adapter": 6_101_568,
+        "vl_pet": 6_073_152,
+        "memvp": 5_996_544,
+    },
     "llama_7b": {"memvp": 3_870_848, "llava_lora": 4_395_136},
     "llama_13b": {"memvp": 5_477_504},
 }

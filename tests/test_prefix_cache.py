@@ -77,12 +77,15 @@ def test_least_recently_used_texts_leave_a_cache_over_its_size():
     assert cache.misses == misses  # text 0 is still there
 
 
-@pytest.mark.parametrize("method,arch,overrides,reason", [
-    ("memvp", "tiny_llama", (), "no leading decoder layer"),  # memory in every FFN
-    ("memvp", "tiny_llama", ("method.first_layer=1", "method.unfreeze=[layer_norms]"), "no leading decoder layer"),
-    ("lora", "tiny_llama", (), "no leading decoder layer"),
-    ("memvp", "tiny_bart", ("method.first_layer=1",), "decoder-only"),
-])
+@pytest.mark.parametrize(
+    "method,arch,overrides,reason",
+    [
+        ("memvp", "tiny_llama", (), "no leading decoder layer"),  # memory in every FFN
+        ("memvp", "tiny_llama", ("method.first_layer=1", "method.unfreeze=[layer_norms]"), "no leading decoder layer"),
+        ("lora", "tiny_llama", (), "no leading decoder layer"),
+        ("memvp", "tiny_bart", ("method.first_layer=1",), "decoder-only"),
+    ],
+)
 def test_the_cache_is_refused_where_it_cannot_apply(method, arch, overrides, reason):
     with pytest.raises(ConfigError, match=reason):
         build(method, arch, 0, *overrides, "method.cache_frozen_prefix=true")

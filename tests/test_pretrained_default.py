@@ -51,12 +51,21 @@ def test_real_default_runs_a_few_steps(tmp_path):
     """`python -m memvp_lab.train` as shipped, cut to a few steps on a small generated dataset."""
     from memvp_lab.train import train
 
-    cfg = make_config([
-        "trainer.max_steps=3", "trainer.val_check_interval=3", "trainer.limit_test_batches=1",
-        "trainer.limit_val_batches=1", "logger=csv", f"paths.data_dir={tmp_path / 'data'}",
-        "task.data.num_train_images=24", "task.data.num_val_questions=10", "task.data.num_test_questions=20",
-        "flops_samples=2",
-    ], tmp_path)
+    cfg = make_config(
+        [
+            "trainer.max_steps=3",
+            "trainer.val_check_interval=3",
+            "trainer.limit_test_batches=1",
+            "trainer.limit_val_batches=1",
+            "logger=csv",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "task.data.num_train_images=24",
+            "task.data.num_val_questions=10",
+            "task.data.num_test_questions=20",
+            "flops_samples=2",
+        ],
+        tmp_path,
+    )
     assert (cfg.backbone.name, cfg.vision.name, cfg.method.name) == ("smollm2_135m", "efficientnet_lite0", "memvp")
     train(cfg)
     results = json.loads((tmp_path / "results.json").read_text())

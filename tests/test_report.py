@@ -11,15 +11,31 @@ import pytest
 from memvp_lab.report import build_table, load_wandb_runs, main, paper_spec
 
 
-def _result(root: Path, backbone: str, method: str, task: str, seed: int, metrics: dict, experiment="table1",
-            method_fields: dict | None = None, **config_fields) -> None:
+def _result(
+    root: Path,
+    backbone: str,
+    method: str,
+    task: str,
+    seed: int,
+    metrics: dict,
+    experiment="table1",
+    method_fields: dict | None = None,
+    **config_fields,
+) -> None:
     """A results.json as a run writes it: metrics + the resolved config (only the keys reports read)."""
-    folder = root / backbone / method / "-".join(f"{k}{v}" for k, v in {**(method_fields or {}), **config_fields}.items())
+    folder = (
+        root / backbone / method / "-".join(f"{k}{v}" for k, v in {**(method_fields or {}), **config_fields}.items())
+    )
     folder = folder / task / f"seed{seed}"
     folder.mkdir(parents=True)
-    config = {"experiment_name": experiment, "backbone": {"name": backbone},
-              "method": {"name": method, **(method_fields or {})}, "task": {"name": task}, "seed": seed,
-              **config_fields}
+    config = {
+        "experiment_name": experiment,
+        "backbone": {"name": backbone},
+        "method": {"name": method, **(method_fields or {})},
+        "task": {"name": task},
+        "seed": seed,
+        **config_fields,
+    }
     (folder / "results.json").write_text(json.dumps({**metrics, "config": config}))
 
 
@@ -55,10 +71,26 @@ def test_table4_rows_are_keyed_by_a_dotted_config_key(tmp_path):
     runs = tmp_path / "runs"
     scores = {"test/accuracy": 0.85, "test/accuracy/IMG": 0.76, "params/trainable": 3_281_920}
     _result(runs, "llama_7b", "memvp", "scienceqa", 0, scores, "table4", {"ablation": "no_visual"})
-    _result(runs, "llama_7b", "memvp", "scienceqa", 0, {"test/accuracy": 0.9301, "params/trainable": 3_870_848},
-            "table4", {"ablation": "none"})
-    _result(runs, "llama_7b", "memvp", "scienceqa", 1, {"test/accuracy": 0.9321, "params/trainable": 3_870_848},
-            "table4", {"ablation": "none"})
+    _result(
+        runs,
+        "llama_7b",
+        "memvp",
+        "scienceqa",
+        0,
+        {"test/accuracy": 0.9301, "params/trainable": 3_870_848},
+        "table4",
+        {"ablation": "none"},
+    )
+    _result(
+        runs,
+        "llama_7b",
+        "memvp",
+        "scienceqa",
+        1,
+        {"test/accuracy": 0.9321, "params/trainable": 3_870_848},
+        "table4",
+        {"ablation": "none"},
+    )
     assert main(["table4", "--results", str(runs), "--out", str(tmp_path / "out")]) == 0
     markdown = (tmp_path / "out" / "table4.md").read_text()
     assert markdown.splitlines()[2] == "| method.ablation | Average | IMG | #Trainable (M) |"
@@ -70,7 +102,13 @@ def test_table4_rows_are_keyed_by_a_dotted_config_key(tmp_path):
     assert "missing [paper 92.36]" in none  # the runs logged no IMG accuracy: missing, not zero
     assert "missing [paper 89.01]" in _row(markdown, "global_feature")
     assert [l.split(" |")[0][2:] for l in markdown.splitlines()[4:10]] == [
-        "none", "no_visual", "global_feature", "concat_position", "keys_only", "values_only"]  # the paper's order
+        "none",
+        "no_visual",
+        "global_feature",
+        "concat_position",
+        "keys_only",
+        "values_only",
+    ]  # the paper's order
     assert "Notes:" in markdown and "LaVIN" in markdown
     rows = list(csv.DictReader((tmp_path / "out" / "table4.csv").open()))
     cell = next(r for r in rows if r["row"] == "none" and r["column"] == "Average")
@@ -79,8 +117,12 @@ def test_table4_rows_are_keyed_by_a_dotted_config_key(tmp_path):
 
 def test_table3_reads_the_runs_of_table2(tmp_path):
     runs = tmp_path / "runs"
-    timings = {"time/train_s_per_step": 0.31, "time/eval_s_per_batch": 2.0, "test/accuracy": 0.93,
-               "params/trainable": 3_870_848}
+    timings = {
+        "time/train_s_per_step": 0.31,
+        "time/eval_s_per_batch": 2.0,
+        "test/accuracy": 0.93,
+        "params/trainable": 3_870_848,
+    }
     _result(runs, "llama_7b", "memvp", "scienceqa", 0, timings, "table2")
     _result(runs, "llama_7b", "llava_lora", "scienceqa", 0, {"time/train_s_per_step": 9.0}, "table3")  # not table2's
     assert main(["table3", "--results", str(runs), "--out", str(tmp_path / "out")]) == 0
@@ -94,16 +136,37 @@ def test_table3_reads_the_runs_of_table2(tmp_path):
 
 def _fig4_runs(runs: Path) -> None:
     # (method, pool_size) -> (vqa score, gqa accuracy, cider, vqav2 / gqa / coco GFLOPs)
-    cells = {("vl_pet", 2): (0.60, 0.50, 1.05, 2.0, 2.5, 3.5), ("vl_pet", 6): (0.65, 0.54, 1.20, 5.0, 5.5, 6.5),
-             ("memvp", None): (0.66, 0.55, 1.19, 1.3, 1.9, 2.9)}
+    cells = {
+        ("vl_pet", 2): (0.60, 0.50, 1.05, 2.0, 2.5, 3.5),
+        ("vl_pet", 6): (0.65, 0.54, 1.20, 5.0, 5.5, 6.5),
+        ("memvp", None): (0.66, 0.55, 1.19, 1.3, 1.9, 2.9),
+    }
     for (method, pool), (vqa, gqa, cider, *flops) in cells.items():
-        for task, metric, score, gflops in (("vqav2", "test/vqa_score", vqa, flops[0]),
-                                            ("gqa", "test/accuracy", gqa, flops[1]),
-                                            ("coco_caption", "test/cider", cider, flops[2])):
-            _result(runs, "bart_base", method, task, 0, {metric: score, "flops/lm_gflops_per_sample": gflops},
-                    "fig4_pooling", pool_size=pool)
-    _result(runs, "bart_base", "memvp", "vqav2", 0, {"test/vqa_score": 0.6, "flops/lm_gflops_per_sample": 1.2},
-            "fig4_pooling", pool_size=4)  # one task of three: no point yet
+        for task, metric, score, gflops in (
+            ("vqav2", "test/vqa_score", vqa, flops[0]),
+            ("gqa", "test/accuracy", gqa, flops[1]),
+            ("coco_caption", "test/cider", cider, flops[2]),
+        ):
+            _result(
+                runs,
+                "bart_base",
+                method,
+                task,
+                0,
+                {metric: score, "flops/lm_gflops_per_sample": gflops},
+                "fig4_pooling",
+                pool_size=pool,
+            )
+    _result(
+        runs,
+        "bart_base",
+        "memvp",
+        "vqav2",
+        0,
+        {"test/vqa_score": 0.6, "flops/lm_gflops_per_sample": 1.2},
+        "fig4_pooling",
+        pool_size=4,
+    )  # one task of three: no point yet
 
 
 def test_fig4_report_plots_average_score_against_flops(tmp_path):
@@ -124,10 +187,15 @@ def test_fig4_report_plots_average_score_against_flops(tmp_path):
     spec = paper_spec("fig4_pooling")
     points = plot_points(spec, build_table(spec, load_runs([runs], "fig4_pooling")))
     ours = {s: [(round(x, 4), round(y, 4), label) for x, y, label in p] for s, p in points["ours"].items()}
-    assert ours == {"vl_pet": [(2.6667, 71.6667, "pool_size=2"), (5.6667, 79.6667, "pool_size=6")],
-                    "memvp": [(2.0333, 80.0, "pool_size=null")]}  # memvp/4 ran one task only: no point
+    assert ours == {
+        "vl_pet": [(2.6667, 71.6667, "pool_size=2"), (5.6667, 79.6667, "pool_size=6")],
+        "memvp": [(2.0333, 80.0, "pool_size=null")],
+    }  # memvp/4 ran one task only: no point
     paper = {s: [(round(x, 4), round(y, 4), label) for x, y, label in p] for s, p in points["paper"].items()}
-    assert paper == {"vl_pet": [(5.7, 79.8333, "pool_size=6")], "memvp": [(1.9333, 80.1667, "pool_size=null")]}  # Table 1's averages
+    assert paper == {
+        "vl_pet": [(5.7, 79.8333, "pool_size=6")],
+        "memvp": [(1.9333, 80.1667, "pool_size=null")],
+    }  # Table 1's averages
 
 
 def test_fig4_report_without_runs_still_draws_the_paper_points(tmp_path):
@@ -153,12 +221,19 @@ class _FakeWandbApi:
 
 
 def test_wandb_runs_fill_the_same_cells_as_local_results():
-    config = {"experiment_name": "table1", "seed": 0, "backbone": {"name": "t5_base"},
-              "method": {"name": "memvp"}, "task": {"name": "gqa"}}
-    api = _FakeWandbApi([
-        _FakeWandbRun({"test/accuracy": 0.561, "_step": 40, "_runtime": 3.0, "note": "text"}, config),
-        _FakeWandbRun({"test/accuracy": 0.9}, {**config, "experiment_name": "table2"}),
-    ])
+    config = {
+        "experiment_name": "table1",
+        "seed": 0,
+        "backbone": {"name": "t5_base"},
+        "method": {"name": "memvp"},
+        "task": {"name": "gqa"},
+    }
+    api = _FakeWandbApi(
+        [
+            _FakeWandbRun({"test/accuracy": 0.561, "_step": 40, "_runtime": 3.0, "note": "text"}, config),
+            _FakeWandbRun({"test/accuracy": 0.9}, {**config, "experiment_name": "table2"}),
+        ]
+    )
     runs = load_wandb_runs("team/memvp_lab", "table1", api=api)
     assert api.calls == [("team/memvp_lab", {"config.experiment_name": "table1"})]
     assert runs == [{"test/accuracy": 0.561, "config": config}]  # internal and non-numeric keys dropped
@@ -170,13 +245,35 @@ def test_wandb_runs_fill_the_same_cells_as_local_results():
 def test_report_names_the_vqa_rule_warns_on_mixed_versions_and_shows_failed_cells(tmp_path, capsys):
     runs = tmp_path / "runs"
     versions = {"transformers": "5.24.0", "torch": "2.14.1"}
-    _result(runs, "bart_base", "memvp", "vqav2", 0,
-            {"status": "completed", "test/vqa_score": 0.65, "metric_rule": "vl_t5", "versions": versions})
-    _result(runs, "bart_base", "memvp", "vqav2", 1,
-            {"status": "completed", "test/vqa_score": 0.66, "metric_rule": "vl_t5",
-             "versions": {**versions, "transformers": "5.25.0"}})
-    _result(runs, "bart_base", "lora", "vqav2", 0, {"status": "failed", "error": "NonFiniteLossError: ...",
-                                                     "versions": versions})
+    _result(
+        runs,
+        "bart_base",
+        "memvp",
+        "vqav2",
+        0,
+        {"status": "completed", "test/vqa_score": 0.65, "metric_rule": "vl_t5", "versions": versions},
+    )
+    _result(
+        runs,
+        "bart_base",
+        "memvp",
+        "vqav2",
+        1,
+        {
+            "status": "completed",
+            "test/vqa_score": 0.66,
+            "metric_rule": "vl_t5",
+            "versions": {**versions, "transformers": "5.25.0"},
+        },
+    )
+    _result(
+        runs,
+        "bart_base",
+        "lora",
+        "vqav2",
+        0,
+        {"status": "failed", "error": "NonFiniteLossError: ...", "versions": versions},
+    )
     assert main(["table1", "--results", str(runs), "--out", str(tmp_path / "out")]) == 1  # a failed cell
     assert "bart_base/lora / VQAv2 VQA score" in capsys.readouterr().err
     markdown = (tmp_path / "out" / "table1.md").read_text()
@@ -195,4 +292,6 @@ def test_report_warns_when_a_column_mixes_vqa_rules(tmp_path):
     for seed, rule in enumerate(("official", "vl_t5")):
         _result(runs, "bart_base", "memvp", "vqav2", seed, {"test/vqa_score": 0.65, "metric_rule": rule})
     assert main(["table1", "--results", str(runs), "--out", str(tmp_path / "out")]) == 0
-    assert "warning: VQAv2 VQA score mixes VQA rules ['official', 'vl_t5']" in (tmp_path / "out" / "table1.md").read_text()
+    assert (
+        "warning: VQAv2 VQA score mixes VQA rules ['official', 'vl_t5']" in (tmp_path / "out" / "table1.md").read_text()
+    )

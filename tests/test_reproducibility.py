@@ -31,8 +31,15 @@ def scores(run_dir: Path) -> dict[str, float]:
 
 
 # One backbone each method runs on, covering every method and all three families.
-METHOD_CASES = [("memvp", "tiny_llama"), ("lora", "tiny_t5"), ("vl_adapter", "tiny_bart"), ("compacter", "tiny_t5"),
-                ("vl_pet", "tiny_t5"), ("full_ft", "tiny_bart"), ("llava_lora", "tiny_llama")]
+METHOD_CASES = [
+    ("memvp", "tiny_llama"),
+    ("lora", "tiny_t5"),
+    ("vl_adapter", "tiny_bart"),
+    ("compacter", "tiny_t5"),
+    ("vl_pet", "tiny_t5"),
+    ("full_ft", "tiny_bart"),
+    ("llava_lora", "tiny_llama"),
+]
 
 
 @pytest.mark.slow
@@ -44,8 +51,15 @@ def test_first_run_equals_a_run_on_prepared_data(method, backbone, tmp_path):
     runs = []
     for name in ("first", "cached"):
         out = tmp_path / name
-        overrides = [f"method={method}", f"backbone={backbone}", "trainer=debug", "trainer.max_steps=6",
-                     "logger=csv", f"paths.data_dir={data}", *TINY_DATA]
+        overrides = [
+            f"method={method}",
+            f"backbone={backbone}",
+            "trainer=debug",
+            "trainer.max_steps=6",
+            "logger=csv",
+            f"paths.data_dir={data}",
+            *TINY_DATA,
+        ]
         train(make_config(overrides, out))
         runs.append(out)
     first, cached = runs
@@ -60,12 +74,27 @@ def test_real_default_first_run_equals_later_run(tmp_path):
     extracts and converts SmolLM2), then again on the filled ones: identical numbers. Before the
     conversion ran on its own random streams, the first run trained differently."""
     env = {**os.environ, "MEMVP_LAB_DATA": str(tmp_path / "data"), "MEMVP_LAB_CACHE": str(tmp_path / "cache")}
-    short = ["trainer.max_steps=8", "trainer.val_check_interval=4", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1",
-             "trainer.limit_test_batches=1", "task.data.num_train_images=60", "task.data.num_val_questions=10",
-             "task.data.num_test_questions=64", "logger=csv", "flops_samples=1", "save_trainable=false"]
+    short = [
+        "trainer.max_steps=8",
+        "trainer.val_check_interval=4",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "trainer.limit_test_batches=1",
+        "task.data.num_train_images=60",
+        "task.data.num_val_questions=10",
+        "task.data.num_test_questions=64",
+        "logger=csv",
+        "flops_samples=1",
+        "save_trainable=false",
+    ]
     for name in ("first", "later"):
-        subprocess.run([sys.executable, "-m", "memvp_lab.train", *short, f"hydra.run.dir={tmp_path / name}"],
-                       check=True, cwd=REPO, env=env, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "memvp_lab.train", *short, f"hydra.run.dir={tmp_path / name}"],
+            check=True,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+        )
     first, later = tmp_path / "first", tmp_path / "later"
     assert len(training_losses(first)) == 8 and training_losses(first) == training_losses(later)
     assert (first / "predictions_test.json").read_bytes() == (later / "predictions_test.json").read_bytes()
@@ -102,8 +131,17 @@ def test_features_are_keyed_by_the_extractor_settings(data_dir):
 
 
 def test_nan_loss_stops_the_run_and_is_recorded(data_dir, tmp_path):
-    cfg = make_config(tiny_overrides("tiny_llama", data_dir, "method.lr=1e12", "method.warmup_steps=0",
-                                     "trainer.max_steps=30", "checkpoint.every_n_train_steps=1"), tmp_path)
+    cfg = make_config(
+        tiny_overrides(
+            "tiny_llama",
+            data_dir,
+            "method.lr=1e12",
+            "method.warmup_steps=0",
+            "trainer.max_steps=30",
+            "checkpoint.every_n_train_steps=1",
+        ),
+        tmp_path,
+    )
     with pytest.raises(NonFiniteLossError, match=r"training loss is (nan|inf|-inf) at optimizer step (\d+)") as err:
         train(cfg)
     step = int(err.value.args[0].split("optimizer step ")[1].split()[0])
@@ -127,7 +165,10 @@ def test_deterministic_switch_runs_and_changes_nothing_on_cpu(data_dir, tmp_path
 
     runs = []
     try:
-        for name, switch in (("default", "trainer.deterministic=null"), ("deterministic", "trainer.deterministic=true")):
+        for name, switch in (
+            ("default", "trainer.deterministic=null"),
+            ("deterministic", "trainer.deterministic=true"),
+        ):
             out = tmp_path / name
             train(make_config(tiny_overrides("tiny_llama", data_dir, switch), out))
             runs.append(out)

@@ -66,8 +66,11 @@ def test_sample_draws_depend_on_seed_epoch_and_index_only():
 
 
 def test_checkpoints_hold_only_trainable_tensors_and_training_state(data_dir, tmp_path):
-    train(make_config(tiny_overrides("tiny_llama", data_dir, "trainer.max_steps=5", "checkpoint.every_n_train_steps=3"),
-                      tmp_path))
+    train(
+        make_config(
+            tiny_overrides("tiny_llama", data_dir, "trainer.max_steps=5", "checkpoint.every_n_train_steps=3"), tmp_path
+        )
+    )
     names = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt"))
     assert names[-2:] == ["last.ckpt", "latest-step.ckpt"] and any(n.startswith("epoch=") for n in names)
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -128,15 +131,27 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path):
     """SIGKILL mid-epoch after a step checkpoint; the resumed run ends bit-identical to a run that
     was never interrupted: same trained tensors, same per-step losses, same test metrics, and it
     continues the same W&B run."""
-    args = [sys.executable, "-m", "memvp_lab.train",
-            *tiny_overrides("tiny_llama", data_dir, "logger=default", "trainer.max_steps=40",
-                            "trainer.val_check_interval=10", "checkpoint.every_n_train_steps=7", "threads=1")]
+    args = [
+        sys.executable,
+        "-m",
+        "memvp_lab.train",
+        *tiny_overrides(
+            "tiny_llama",
+            data_dir,
+            "logger=default",
+            "trainer.max_steps=40",
+            "trainer.val_check_interval=10",
+            "checkpoint.every_n_train_steps=7",
+            "threads=1",
+        ),
+    ]
     env = {**os.environ, "WANDB_SILENT": "true"}
     subprocess.run([*args, f"hydra.run.dir={tmp_path / 'whole'}"], check=True, capture_output=True, env=env)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([*args, f"hydra.run.dir={killed}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [*args, f"hydra.run.dir={killed}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     deadline = time.monotonic() + 300
     while not (killed / "checkpoints" / "latest-step.ckpt").exists():
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first step checkpoint"
@@ -147,15 +162,19 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path):
     stopped_at = torch.load(killed / "checkpoints" / "latest-step.ckpt", weights_only=True)["global_step"]
     assert 0 < stopped_at < 40 and stopped_at % 13 != 0  # mid-epoch (13 batches per epoch)
 
-    subprocess.run([*args, f"hydra.run.dir={tmp_path / 'resumer'}", f"resume={killed}"], check=True,
-                   capture_output=True, env=env)
+    subprocess.run(
+        [*args, f"hydra.run.dir={tmp_path / 'resumer'}", f"resume={killed}"], check=True, capture_output=True, env=env
+    )
     whole, resumed = (json.loads((d / "results.json").read_text()) for d in (tmp_path / "whole", killed))
     tensors = [load_file(d / "trainable" / "trainable.safetensors") for d in (tmp_path / "whole", killed)]
     for name, tensor in tensors[0].items():
         assert torch.equal(tensor, tensors[1][name]), name
     whole_losses = _losses(tmp_path / "whole")
     assert _losses(killed, version=1) == {s: v for s, v in whole_losses.items() if s >= stopped_at}
-    assert {k: v for k, v in resumed.items() if k.startswith("test/")} == \
-        {k: v for k, v in whole.items() if k.startswith("test/")}
+    assert {k: v for k, v in resumed.items() if k.startswith("test/")} == {
+        k: v for k, v in whole.items() if k.startswith("test/")
+    }
     run_ids = {p.name.rsplit("-", 1)[-1] for p in (killed / "wandb").glob("offline-run-*")}
-    assert len(list((killed / "wandb").glob("offline-run-*"))) == 2 and run_ids == {(killed / "wandb_run_id").read_text()}
+    assert len(list((killed / "wandb").glob("offline-run-*"))) == 2 and run_ids == {
+        (killed / "wandb_run_id").read_text()
+    }

@@ -31,7 +31,9 @@ def instantiate_launcher(cfg: DictConfig) -> Launcher:
     """The launcher as Hydra's sweeper builds it: from ``cfg.hydra.launcher``, inside the full config."""
     return Plugins.instance().instantiate_launcher(
         hydra_context=HydraContext(config_loader=None, callbacks=None),  # only stored by setup()
-        task_function=lambda cfg: None, config=cfg)
+        task_function=lambda cfg: None,
+        config=cfg,
+    )
 
 
 def test_launcher_resources_follow_the_trainer():
@@ -77,8 +79,10 @@ def _fake_slurm_bin(tmp_path: Path) -> Path:
     """``srun`` (submitit looks for it) and an ``sbatch`` that keeps the script it is given."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    scripts = {"srun": "#!/bin/sh\nexit 0\n",
-               "sbatch": f'#!/bin/sh\ncp "$1" "{tmp_path}/sbatch.sh"\necho "Submitted batch job 4242"\n'}
+    scripts = {
+        "srun": "#!/bin/sh\nexit 0\n",
+        "sbatch": f'#!/bin/sh\ncp "$1" "{tmp_path}/sbatch.sh"\necho "Submitted batch job 4242"\n',
+    }
     for name, text in scripts.items():
         path = bin_dir / name
         path.write_text(text)
@@ -93,16 +97,29 @@ def test_sweep_submits_an_sbatch_array_with_one_task_per_gpu(tmp_path, monkeypat
     monkeypatch.setenv("PATH", f"{_fake_slurm_bin(tmp_path)}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(submitit.Job, "results", lambda self: ["done"])  # no cluster to wait for
     sweep_dir = tmp_path / "sweep"
-    cfg = compose_with_hydra([*DDP4, "trainer.num_nodes=2", "hydra.launcher.partition=gpu",
-                              f"hydra.sweep.dir={sweep_dir}",
-                              'hydra.launcher.setup=["module load cuda"]'])
+    cfg = compose_with_hydra(
+        [
+            *DDP4,
+            "trainer.num_nodes=2",
+            "hydra.launcher.partition=gpu",
+            f"hydra.sweep.dir={sweep_dir}",
+            'hydra.launcher.setup=["module load cuda"]',
+        ]
+    )
     launcher = instantiate_launcher(cfg)
     assert launcher.launch([["seed=0"], ["seed=1"]], initial_job_idx=0) == ["done", "done"]
 
     sbatch = (tmp_path / "sbatch.sh").read_text()
-    for line in ("#SBATCH --array=0-1", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4",
-                 "#SBATCH --gpus-per-node=4", "#SBATCH --partition=gpu", "#SBATCH --cpus-per-task=",
-                 "#SBATCH --time=", "module load cuda"):
+    for line in (
+        "#SBATCH --array=0-1",
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --cpus-per-task=",
+        "#SBATCH --time=",
+        "module load cuda",
+    ):
         assert line in sbatch, line
     assert "#SBATCH --account" not in sbatch and "#SBATCH --mem=" not in sbatch  # null: left out
     srun = next(l for l in sbatch.splitlines() if l.startswith("srun "))
@@ -115,5 +132,16 @@ def test_every_launcher_key_is_a_submitit_option():
     cfg = compose_with_hydra(DDP4)
     with pytest.raises(Exception, match="gpus_per_nod"):
         compose_with_hydra([*DDP4, "hydra.launcher.gpus_per_nod=4"])
-    assert set(cfg.hydra.launcher) >= {"gpus_per_node", "tasks_per_node", "nodes", "timeout_min", "partition",
-                                       "cpus_per_task", "mem_gb", "account", "qos", "submitit_folder", "setup"}
+    assert set(cfg.hydra.launcher) >= {
+        "gpus_per_node",
+        "tasks_per_node",
+        "nodes",
+        "timeout_min",
+        "partition",
+        "cpus_per_task",
+        "mem_gb",
+        "account",
+        "qos",
+        "submitit_folder",
+        "setup",
+    }

@@ -4,12 +4,11 @@ bad data stops the run with a message that names what to fix."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import h5py
 import numpy as np
-import shutil
-
 import pytest
 
 from conftest import make_config
@@ -18,16 +17,29 @@ from memvp_lab.data.vqa import DataError
 from memvp_lab.train import train
 from real_formats import write_coco_captions, write_feature_dir, write_gqa, write_vqav2
 
-NEEDS_JAVA = pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap's PTB tokenizer needs Java (make java)")
+NEEDS_JAVA = pytest.mark.skipif(
+    shutil.which("java") is None, reason="pycocoevalcap's PTB tokenizer needs Java (make java)"
+)
 
 
 def run(task: str, root: Path, out: Path, *extra: str) -> dict:
     memvp = [] if any(e.startswith("method=") for e in extra) else ["method=memvp", "method.n=64"]
     if memvp and not any(e.startswith("method.layers") for e in extra):
         memvp.append("method.layers=encoder")
-    overrides = [f"task={task}", f"task.root={root}", "backbone=tiny_t5", "vision=tiny_random", *memvp,
-                 "trainer=debug", "logger=csv", "task.data.num_workers=0", "task.data.batch_size=4",
-                 "task.data.eval_batch_size=4", "flops_samples=2", *extra]
+    overrides = [
+        f"task={task}",
+        f"task.root={root}",
+        "backbone=tiny_t5",
+        "vision=tiny_random",
+        *memvp,
+        "trainer=debug",
+        "logger=csv",
+        "task.data.num_workers=0",
+        "task.data.batch_size=4",
+        "task.data.eval_batch_size=4",
+        "flops_samples=2",
+        *extra,
+    ]
     train(make_config(overrides, out))
     return json.loads((out / "results.json").read_text())
 
@@ -51,8 +63,14 @@ def test_gqa_reads_two_feature_roots_and_scores_exact_match(tmp_path):
 
 @NEEDS_JAVA
 def test_coco_captions_train_per_caption_and_score_cider(tmp_path):
-    results = run("coco_caption", write_coco_captions(tmp_path / "data"), tmp_path / "run",
-                  "task.evaluator.meteor=false", "task.generation.max_new_tokens=6", "task.generation.num_beams=2")
+    results = run(
+        "coco_caption",
+        write_coco_captions(tmp_path / "data"),
+        tmp_path / "run",
+        "task.evaluator.meteor=false",
+        "task.generation.max_new_tokens=6",
+        "task.generation.num_beams=2",
+    )
     assert results["test/cider"] >= 0.0 and "test/bleu4" in results and "test/rouge_l" in results
     predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
     assert sorted(p["image_id"] for p in predictions) == [11, 12, 13]  # one caption per test image
@@ -131,8 +149,14 @@ def test_scienceqa_with_features_scores_the_official_categories(tmp_path):
     root = tmp_path / "sqa"
     (root / "features").mkdir(parents=True)
     write_scienceqa(root, features=root / "features" / "tiny_random.h5")
-    results = run("scienceqa", root, tmp_path / "run", "backbone=tiny_llama", "method.layers=all",
-                  "task.data.max_prompt_tokens=64")
+    results = run(
+        "scienceqa",
+        root,
+        tmp_path / "run",
+        "backbone=tiny_llama",
+        "method.layers=all",
+        "task.data.max_prompt_tokens=64",
+    )
     assert 0.0 <= results["test/accuracy"] <= 1.0
     assert {"test/accuracy/NAT", "test/accuracy/IMG", "test/accuracy/NO", "test/accuracy/G1-6"} <= set(results)
     predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
@@ -145,10 +169,23 @@ def test_scienceqa_runs_a_vit_with_adapters_on_the_images(tmp_path):
     from real_formats import write_scienceqa
 
     root = write_scienceqa(tmp_path / "sqa")
-    vit = ["vision=clip_vit_l14", "vision.encoder.timm_name=vit_tiny_patch16_224", "vision.encoder.weights=random",
-           "vision.feature_dim=192", "vision.num_tokens=4", "vision.image_size=32"]
-    results = run("scienceqa", root, tmp_path / "run", "backbone=tiny_llama", "method=llava_lora",
-                  "task.data.max_prompt_tokens=64", *vit)
+    vit = [
+        "vision=clip_vit_l14",
+        "vision.encoder.timm_name=vit_tiny_patch16_224",
+        "vision.encoder.weights=random",
+        "vision.feature_dim=192",
+        "vision.num_tokens=4",
+        "vision.image_size=32",
+    ]
+    results = run(
+        "scienceqa",
+        root,
+        tmp_path / "run",
+        "backbone=tiny_llama",
+        "method=llava_lora",
+        "task.data.max_prompt_tokens=64",
+        *vit,
+    )
     assert "test/accuracy" in results
     meta = json.loads((tmp_path / "run" / "trainable" / "trainable.json").read_text())
     assert any(name.startswith("vision_tower.") and ".adapter." in name for name in meta["tensors"])
@@ -160,8 +197,9 @@ def test_video_qa_over_frame_features(task, answers, method, tmp_path):
 
     root = write_video_qa(tmp_path / "video", task, answers, frames=64, dim=32)
     extra = ["method.layers=encoder", "method.n=64"] if method == "memvp" else ["method.prompt.pool_size=null"]
-    results = run(task, root, tmp_path / "run", "vision=clip_vit_b32_frames", "vision.feature_dim=32",
-                  f"method={method}", *extra)
+    results = run(
+        task, root, tmp_path / "run", "vision=clip_vit_b32_frames", "vision.feature_dim=32", f"method={method}", *extra
+    )
     assert 0.0 <= results["test/accuracy"] <= 1.0
     predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
     assert len(predictions) == 6
@@ -185,8 +223,21 @@ def test_features_command_extracts_resumably_in_both_layouts(tmp_path):
         (images / split / qid).mkdir(parents=True)
         Image.new("RGB", (40, 30), (200, 10, 10)).save(images / split / qid / "image.png")
     out = tmp_path / "features.h5"
-    args = ["extract", "--vision", "tiny_random", "--images", str(images), "--pattern", "*/*/image.png",
-            "--id-from", "parent", "--out", str(out), "--batch-size", "1"]
+    args = [
+        "extract",
+        "--vision",
+        "tiny_random",
+        "--images",
+        str(images),
+        "--pattern",
+        "*/*/image.png",
+        "--id-from",
+        "parent",
+        "--out",
+        str(out),
+        "--batch-size",
+        "1",
+    ]
     assert main(args) == 0
     store = FeatureStore(out, 49, 256)
     assert "7" in store and "9" in store and store.get("7").dtype == np.float16

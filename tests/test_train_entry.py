@@ -18,8 +18,17 @@ from memvp_lab.config.errors import ConfigError
 from memvp_lab.train import train
 from wandb_records import config_keys, history_keys, run_info
 
-REQUIRED = ("test/vqa_score", "params/trainable", "params/total", "flops/lm_gflops_per_sample", "memory/peak_rss_gb",
-            "time/train_s_per_step", "time/eval_s_per_batch", "time/fit_wall_s", "time/test_wall_s")
+REQUIRED = (
+    "test/vqa_score",
+    "params/trainable",
+    "params/total",
+    "flops/lm_gflops_per_sample",
+    "memory/peak_rss_gb",
+    "time/train_s_per_step",
+    "time/eval_s_per_batch",
+    "time/fit_wall_s",
+    "time/test_wall_s",
+)
 
 
 def _expected_trainable(d: int, n: int = 64, feature_dim: int = 256, hidden: int = 128) -> int:
@@ -61,13 +70,24 @@ def test_only_memory_tensors_train(data_dir, tmp_path):
     model = method.build(backbone, visual)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainable = {n for n, _ in model.trainable_named_parameters()}
-    assert trainable == {"prompting.pos_k", "prompting.pos_v", "prompting.projector.0.weight",
-                         "prompting.projector.0.bias", "prompting.projector.2.weight", "prompting.projector.2.bias"}
+    assert trainable == {
+        "prompting.pos_k",
+        "prompting.pos_v",
+        "prompting.projector.0.weight",
+        "prompting.projector.0.bias",
+        "prompting.projector.2.weight",
+        "prompting.projector.2.bias",
+    }
     datamodule = instantiate(cfg.task.data, _partial_=True)(backbone=backbone, visual=visual)
-    task = VisionLanguageTask(model, method, None,
-                              dict(cfg.task.generation), flops_samples=0, predictions_dir=None)
-    L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              limit_val_batches=0, enable_model_summary=False).fit(task, datamodule=datamodule)
+    task = VisionLanguageTask(model, method, None, dict(cfg.task.generation), flops_samples=0, predictions_dir=None)
+    L.Trainer(
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        enable_model_summary=False,
+    ).fit(task, datamodule=datamodule)
     after = model.state_dict()
     for name, tensor in before.items():
         assert torch.equal(tensor, after[name]) != (name in trainable), name
@@ -83,30 +103,39 @@ def test_wandb_offline_run_records_metrics(data_dir, tmp_path):
         assert key in keys
     assert {"method", "backbone", "task"} <= config_keys(runs[0])
     # Outside a Hydra run: the fallback name and group; the job type is the method.
-    assert run_info(runs[0]) == {"name": "shapes_vqa-memvp-tiny_llama-seed0", "group": "shapes_vqa-tiny_llama",
-                                 "job_type": "memvp"}
+    assert run_info(runs[0]) == {
+        "name": "shapes_vqa-memvp-tiny_llama-seed0",
+        "group": "shapes_vqa-tiny_llama",
+        "job_type": "memvp",
+    }
     import wandb
 
     assert wandb.run is None  # finished: the next job of a multirun gets its own run
 
 
-@pytest.mark.parametrize("override, pattern", [
-    ("method.n=abc", r"method\.n"),
-    ("method.ablation=sideways", r"method\.ablation"),
-    ("method.layrs=all", r"layrs"),
-])
+@pytest.mark.parametrize(
+    "override, pattern",
+    [
+        ("method.n=abc", r"method\.n"),
+        ("method.ablation=sideways", r"method\.ablation"),
+        ("method.layrs=all", r"layrs"),
+    ],
+)
 def test_bad_values_fail_at_composition_naming_the_key(override, pattern, data_dir):
     with pytest.raises((ValidationError, ConfigCompositionException)) as err:
         make_config(tiny_overrides("tiny_llama", data_dir, override))
     assert __import__("re").search(pattern, str(err.value) + str(err.value.__cause__))
 
 
-@pytest.mark.parametrize("overrides, pattern", [
-    (["method.n=10"], r"method\.n=10 is smaller than the 49 visual tokens.*method\.n>=49"),
-    (["method.layers=encoder"], r"method\.layers=encoder.*decoder-only"),
-    (["backbone.family=encoder_decoder"], r"backbone\.family"),
-    (["method.dropout=1.5"], r"method\.dropout"),
-])
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        (["method.n=10"], r"method\.n=10 is smaller than the 49 visual tokens.*method\.n>=49"),
+        (["method.layers=encoder"], r"method\.layers=encoder.*decoder-only"),
+        (["backbone.family=encoder_decoder"], r"backbone\.family"),
+        (["method.dropout=1.5"], r"method\.dropout"),
+    ],
+)
 def test_bad_combinations_fail_before_building(overrides, pattern, data_dir, tmp_path):
     cfg = make_config(tiny_overrides("tiny_llama", data_dir, *overrides), tmp_path)
     with pytest.raises(ConfigError, match=pattern):
@@ -123,14 +152,17 @@ def test_unknown_backbone_lists_the_options(data_dir):
 
 def _cli(args: list[str], cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "memvp_lab.train", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "memvp_lab.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.slow
 def test_cli_multirun_sweep_gives_one_folder_per_job(data_dir, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = _cli(["-m", *tiny_overrides("tiny_llama", data_dir), "method.lr=1e-3,5e-3", f"hydra.sweep.dir={sweep}"], tmp_path)
+    proc = _cli(
+        ["-m", *tiny_overrides("tiny_llama", data_dir), "method.lr=1e-3,5e-3", f"hydra.sweep.dir={sweep}"], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lrs = sorted(json.loads((sweep / str(i) / "results.json").read_text())["config"]["method"]["lr"] for i in (0, 1))
     assert lrs == [1e-3, 5e-3]
@@ -140,8 +172,10 @@ def test_cli_multirun_sweep_gives_one_folder_per_job(data_dir, tmp_path):
 def test_cli_runs_started_together_never_share_a_folder(data_dir, tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     args = [sys.executable, "-m", "memvp_lab.train", *tiny_overrides("tiny_llama", data_dir)]
-    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
     for p in procs:
         assert p.wait(timeout=600) == 0, p.stderr.read().decode()[-3000:]
     results = list((tmp_path / "outputs").rglob("results.json"))
@@ -156,12 +190,27 @@ def test_cli_reports_bad_value_at_startup(data_dir, tmp_path):
     assert "Traceback" not in proc.stderr  # one line naming the key, no stack
 
 
-@pytest.mark.parametrize("method,backbone", [("lora", "tiny_t5"), ("vl_adapter", "tiny_bart"), ("compacter", "tiny_t5"),
-                                             ("vl_pet", "tiny_bart"), ("full_ft", "tiny_llama"),
-                                             ("llava_lora", "tiny_llama")], ids=lambda x: str(x))
+@pytest.mark.parametrize(
+    "method,backbone",
+    [
+        ("lora", "tiny_t5"),
+        ("vl_adapter", "tiny_bart"),
+        ("compacter", "tiny_t5"),
+        ("vl_pet", "tiny_bart"),
+        ("full_ft", "tiny_llama"),
+        ("llava_lora", "tiny_llama"),
+    ],
+    ids=lambda x: str(x),
+)
 def test_every_method_trains_through_the_entry_point(method, backbone, data_dir, tmp_path):
-    overrides = [f"method={method}", f"backbone={backbone}", "trainer=debug", "logger=csv",
-                 f"paths.data_dir={data_dir}", *TINY_DATA]
+    overrides = [
+        f"method={method}",
+        f"backbone={backbone}",
+        "trainer=debug",
+        "logger=csv",
+        f"paths.data_dir={data_dir}",
+        *TINY_DATA,
+    ]
     metrics = train(make_config(overrides, tmp_path))
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["config"]["method"]["name"] == method
@@ -204,12 +253,27 @@ def test_features_commands_run_as_documented(tmp_path):
         Image.new("RGB", (64, 48), color).save(images / f"img{i}.jpg")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     run = [sys.executable, "-m", "memvp_lab.features"]
-    subprocess.run([*run, "extract", "--vision", "efficientnet_lite0", "--images", str(images), "--out", "f.h5"],
-                   cwd=tmp_path, env=env, check=True, capture_output=True)
-    subprocess.run([*run, "extract", "--vision", "efficientnet_lite0", "--images", str(images), "--out", "per_image"],
-                   cwd=tmp_path, env=env, check=True, capture_output=True)
-    subprocess.run([*run, "consolidate", "--src", "per_image", "--out", "all.h5"], cwd=tmp_path, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*run, "extract", "--vision", "efficientnet_lite0", "--images", str(images), "--out", "f.h5"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*run, "extract", "--vision", "efficientnet_lite0", "--images", str(images), "--out", "per_image"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*run, "consolidate", "--src", "per_image", "--out", "all.h5"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     with h5py.File(tmp_path / "f.h5") as one, h5py.File(tmp_path / "all.h5") as merged:
         assert sorted(one) == sorted(merged) == ["img0", "img1", "img2"]
         for key in one:

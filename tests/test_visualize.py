@@ -27,16 +27,32 @@ from memvp_lab.results import write_results
 from memvp_lab.train import train
 from memvp_lab.visualization.inputs import image_features, task_queries
 from memvp_lab.visualization.plots import DPI, figure_inches
-from memvp_lab.visualization.retrieval import (blocked_mask, bound_with, capture_scores, generate, grid_shape,
-                                               locate, prompt_states, slot_weights, top_slots, visual_memory)
+from memvp_lab.visualization.retrieval import (
+    blocked_mask,
+    bound_with,
+    capture_scores,
+    generate,
+    grid_shape,
+    locate,
+    prompt_states,
+    slot_weights,
+    top_slots,
+    visual_memory,
+)
 from memvp_lab.visualization.run import Run, data_module, load_run
 from memvp_lab.visualization.tokens import choose, question_tokens
 from memvp_lab.visualize import visualize
 
 # A few steps with a large constant learning rate: the memory's tensors (P_v included) move away
 # from their initialisation, so the position-only slots contribute something.
-TRAIN = ("threads=1", "trainer.max_steps=3", "flops_samples=0", "checkpoint.enabled=false",
-         "method.lr=1e-2", "method.warmup_steps=0")
+TRAIN = (
+    "threads=1",
+    "trainer.max_steps=3",
+    "flops_samples=0",
+    "checkpoint.enabled=false",
+    "method.lr=1e-2",
+    "method.warmup_steps=0",
+)
 GENERATION = {"max_new_tokens": 4, "num_beams": 1}
 
 
@@ -185,9 +201,22 @@ def test_cli_writes_one_png_per_question(run_dir, tmp_path):
     """(d) ``python -m memvp_lab.visualize``: one non-empty PNG per question, of the documented size."""
     out = tmp_path / "vis"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "memvp_lab.visualize", f"run_dir={run_dir}", f"out_dir={out}",
-                           "question_types=[color,position,count]", "block_top_k=2", "threads=1"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memvp_lab.visualize",
+            f"run_dir={run_dir}",
+            f"out_dir={out}",
+            "question_types=[color,position,count]",
+            "block_top_k=2",
+            "threads=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "retrieval.json").read_text())
     pngs = sorted(out.glob("*.png"))
@@ -203,8 +232,14 @@ def test_cli_writes_one_png_per_question(run_dir, tmp_path):
 def test_image_path_and_per_layer_rows(run_dir, loaded, queries, tmp_path):
     run, datamodule = loaded
     image = datamodule.root / "images" / f"{queries[0].sample['img_id']}.jpg"
-    cfg = _visualize_cfg(f"run_dir={run_dir}", f"out_dir={tmp_path}", f"image={image}",
-                         "question=What color is the circle?", "tokens=[color,circle]", "per_layer=true")
+    cfg = _visualize_cfg(
+        f"run_dir={run_dir}",
+        f"out_dir={tmp_path}",
+        f"image={image}",
+        "question=What color is the circle?",
+        "tokens=[color,circle]",
+        "per_layer=true",
+    )
     (png,) = visualize(cfg)
     width, height = figure_inches(1 + 2, 1 + 2)  # 2 tokens; the mean row + one row per FFN
     assert Image.open(png).size == (round(width * DPI), round(height * DPI))
@@ -246,5 +281,7 @@ def test_encoder_decoder_backbones(backbone, data_dir, tmp_path):
     located = locate(built.model, query.batch, tokens.positions, grid_shape(memory), GENERATION, block_top_k=1)
     assert located.maps.shape == (len(tokens), 7, 7) and len(located.blocked) == 1
     everything = blocked_mask(memory, range(memory.num_slots))
-    assert torch.equal(prompt_states(built.model, query.batch, blocked=everything),
-                       prompt_states(built.model, query.batch, memory=False))
+    assert torch.equal(
+        prompt_states(built.model, query.batch, blocked=everything),
+        prompt_states(built.model, query.batch, memory=False),
+    )

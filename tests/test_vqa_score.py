@@ -6,18 +6,21 @@ import torch
 from memvp_lab.metrics.vqa_score import VQAScore, normalize_answer, process_punctuation, vqa_score
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("Two", "2"),                # number word, case
-    ("the dog.", "dog"),         # article, trailing period
-    ("a red car", "red car"),
-    ("isnt", "isn't"),           # contraction restored
-    ("yes!", "yes"),             # '!' stripped
-    ("1,000", "1000"),           # comma inside a number: punctuation removed, not spaced
-    ("black/white", "black white"),  # '/' between words becomes a space
-    ("3.5", "3.5"),              # a decimal point survives
-    ("  none\n", "0"),
-    ("the three", "3"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Two", "2"),  # number word, case
+        ("the dog.", "dog"),  # article, trailing period
+        ("a red car", "red car"),
+        ("isnt", "isn't"),  # contraction restored
+        ("yes!", "yes"),  # '!' stripped
+        ("1,000", "1000"),  # comma inside a number: punctuation removed, not spaced
+        ("black/white", "black white"),  # '/' between words becomes a space
+        ("3.5", "3.5"),  # a decimal point survives
+        ("  none\n", "0"),
+        ("the three", "3"),
+    ],
+)
 def test_normalize_answer(raw, expected):
     assert normalize_answer(raw) == expected
 
@@ -79,7 +82,9 @@ def test_metric_uses_its_rule():
 
 def test_metric_groups_and_merge():
     full = VQAScore(groups=["color", "count"])
-    full.update(["red", "2", "blue"], [["red"] * 10, ["3"] * 10, ["blue"] * 2 + ["red"] * 8], ["color", "count", "color"])
+    full.update(
+        ["red", "2", "blue"], [["red"] * 10, ["3"] * 10, ["blue"] * 2 + ["red"] * 8], ["color", "count", "color"]
+    )
     out = full.compute()
     assert out["overall"].item() == pytest.approx((1.0 + 0.0 + 0.6) / 3)
     assert out["color"].item() == pytest.approx(0.8)
@@ -116,10 +121,21 @@ def test_evaluator_reports_tags_beside_question_types():
     from memvp_lab.evaluation import VQAEvaluator
 
     empty = torch.zeros(3, 1, dtype=torch.long)
-    batch = VLBatch(input_ids=empty, attention_mask=empty, labels=empty, prompt_ids=empty, prompt_mask=empty,
-                    visual=None, has_image=torch.ones(3), weights=torch.ones(3), indices=torch.arange(3),
-                    answers=[["red"] * 10, ["2"] * 10, ["blue"] * 10], groups=["color", "count", "color"],
-                    answer_types=["other", "number", "other"], tags=[["objects_1"], ["objects_2"], ["objects_2"]])
+    batch = VLBatch(
+        input_ids=empty,
+        attention_mask=empty,
+        labels=empty,
+        prompt_ids=empty,
+        prompt_mask=empty,
+        visual=None,
+        has_image=torch.ones(3),
+        weights=torch.ones(3),
+        indices=torch.arange(3),
+        answers=[["red"] * 10, ["2"] * 10, ["blue"] * 10],
+        groups=["color", "count", "color"],
+        answer_types=["other", "number", "other"],
+        tags=[["objects_1"], ["objects_2"], ["objects_2"]],
+    )
     evaluator = VQAEvaluator(["color", "count"], ["other", "number"], tags=["objects_1", "objects_2", "objects_3"])
     evaluator.update(["red", "3", "blue"], batch)
     out = evaluator.compute()

@@ -27,11 +27,11 @@ def read_records(path: Path) -> list[wandb_internal_pb2.Record]:
         if room < CHUNK_HEADER:  # block trailer padding
             pos += room
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + CHUNK_HEADER])
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + CHUNK_HEADER])
         if kind == 0 and length == 0:
             pos += room
             continue
-        payload = data[pos + CHUNK_HEADER: pos + CHUNK_HEADER + length]
+        payload = data[pos + CHUNK_HEADER : pos + CHUNK_HEADER + length]
         pos += CHUNK_HEADER + length
         pending = payload if kind in (1, 2) else pending + payload
         if kind in (1, 4):

@@ -29,8 +29,13 @@ from memvp_lab.results import machine, package_versions
 log = logging.getLogger(__name__)
 register_schemas()
 
-STUDIES = {"compare": compare, "flops_table": flops_table, "text_length": text_length, "overhead": overhead,
-           "prefix_cache": prefix_cache}
+STUDIES = {
+    "compare": compare,
+    "flops_table": flops_table,
+    "text_length": text_length,
+    "overhead": overhead,
+    "prefix_cache": prefix_cache,
+}
 
 
 def release_memory() -> None:
@@ -54,7 +59,10 @@ def run_study(study: DictConfig, out: Path) -> dict:
     result["versions"] = package_versions()
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "bench.json", json.dumps(result, indent=2))
-    text = module.table(result) + f"\n\nMeasured on {result['machine']['cpu']}, {result['machine']['torch_threads']} threads.\n"
+    text = (
+        module.table(result)
+        + f"\n\nMeasured on {result['machine']['cpu']}, {result['machine']['torch_threads']} threads.\n"
+    )
     write_text_atomic(out / "bench.md", text)
     getattr(plots, study.kind)(result, out / "bench.png")
     release_memory()

@@ -55,7 +55,7 @@ class StepTimer(L.Callback):
         self.test_times.append(time.perf_counter() - self._t0)
 
     def _median(self, times: list[float]) -> float | None:
-        kept = times[self.warmup:] if len(times) > self.warmup else times
+        kept = times[self.warmup :] if len(times) > self.warmup else times
         return statistics.median(kept) if kept else None
 
     def summary(self) -> dict[str, float]:
@@ -88,12 +88,27 @@ def checkpoint_callbacks(options, directory: Path) -> list[ModelCheckpoint]:
         return []
     callbacks = []
     if options.get("every_n_epochs"):
-        callbacks.append(ModelCheckpoint(dirpath=directory, filename="epoch={epoch}-step={step}",
-                                         auto_insert_metric_name=False, every_n_epochs=options.every_n_epochs,
-                                         save_on_train_epoch_end=True, save_top_k=-1, save_last=True,
-                                         enable_version_counter=False))
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=directory,
+                filename="epoch={epoch}-step={step}",
+                auto_insert_metric_name=False,
+                every_n_epochs=options.every_n_epochs,
+                save_on_train_epoch_end=True,
+                save_top_k=-1,
+                save_last=True,
+                enable_version_counter=False,
+            )
+        )
     if options.get("every_n_train_steps"):
-        callbacks.append(ModelCheckpoint(dirpath=directory, filename="latest-step", every_n_train_steps=
-                                         options.every_n_train_steps, save_top_k=1, save_last=True,
-                                         enable_version_counter=False))
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=directory,
+                filename="latest-step",
+                every_n_train_steps=options.every_n_train_steps,
+                save_top_k=1,
+                save_last=True,
+                enable_version_counter=False,
+            )
+        )
     return callbacks

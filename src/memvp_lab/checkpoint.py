@@ -41,8 +41,13 @@ def _plain(value):
     return value
 
 
-def save_trainable(model: VisionLanguageModel, directory: str | Path, method=None, base_model: str | None = None,
-                   extra: dict | None = None) -> Path:
+def save_trainable(
+    model: VisionLanguageModel,
+    directory: str | Path,
+    method=None,
+    base_model: str | None = None,
+    extra: dict | None = None,
+) -> Path:
     """Writes the trainable tensors and their description; returns the folder.
 
     Files are written under temporary names and renamed, so an interrupted save never leaves a
@@ -95,8 +100,9 @@ def load_trainable(model: VisionLanguageModel, directory: str | Path, method_nam
         )
     for name, tensor in tensors.items():  # every check before the first copy: all or nothing
         if params[name].shape != tensor.shape:
-            raise CheckpointMismatch(f"{name}: checkpoint shape {tuple(tensor.shape)}, "
-                                     f"model shape {tuple(params[name].shape)}")
+            raise CheckpointMismatch(
+                f"{name}: checkpoint shape {tuple(tensor.shape)}, model shape {tuple(params[name].shape)}"
+            )
     with torch.no_grad():
         for name, tensor in tensors.items():
             params[name].copy_(tensor)

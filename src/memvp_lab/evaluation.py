@@ -75,24 +75,36 @@ class VQAEvaluator(Evaluator):
 
     primary = "vqa_score"
 
-    def __init__(self, question_types: Sequence[str] = (), answer_types: Sequence[str] = (),
-                 tags: Sequence[str] = (), rule: str = "official") -> None:
+    def __init__(
+        self,
+        question_types: Sequence[str] = (),
+        answer_types: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        rule: str = "official",
+    ) -> None:
         super().__init__()
         self.rule = rule
-        self.breakdown = (tuple(metric_key(q) for q in question_types) if question_types
-                          else tuple(f"answer_type/{metric_key(a)}" for a in answer_types))
+        self.breakdown = (
+            tuple(metric_key(q) for q in question_types)
+            if question_types
+            else tuple(f"answer_type/{metric_key(a)}" for a in answer_types)
+        )
         self.breakdown += tuple(metric_key(t) for t in tags)
         # One metric scores each sample once; a sample belongs to its question type, its answer
         # type (prefixed: shapes has a question type and an answer type both named yes/no) and
         # its tags.
-        self.names = {**{g: f"vqa_score/{metric_key(g)}" for g in (*question_types, *tags)},
-                      **{f"answer_type/{a}": f"vqa_score/answer_type/{metric_key(a)}" for a in answer_types}}
+        self.names = {
+            **{g: f"vqa_score/{metric_key(g)}" for g in (*question_types, *tags)},
+            **{f"answer_type/{a}": f"vqa_score/answer_type/{metric_key(a)}" for a in answer_types},
+        }
         self.scores = VQAScore(groups=list(self.names), rule=rule)
 
     def update(self, predictions, batch):
         n = len(predictions)
-        memberships = [[g, f"answer_type/{a}", *t] for g, a, t in zip(
-            batch.groups or [""] * n, batch.answer_types or [""] * n, batch.tags or [()] * n)]
+        memberships = [
+            [g, f"answer_type/{a}", *t]
+            for g, a, t in zip(batch.groups or [""] * n, batch.answer_types or [""] * n, batch.tags or [()] * n)
+        ]
         self.scores.update(predictions, batch.answers, memberships, batch.indices)
 
     def compute(self):

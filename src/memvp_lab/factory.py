@@ -37,8 +37,9 @@ class Built:
 def method_and_visual(cfg: DictConfig) -> tuple[MethodConfig, VisualSpec]:
     """The typed method config and the visual input it gets, validated against ``cfg``."""
     method = build(cfg.method, _convert_="all")
-    visual = VisualSpec(feature_dim=cfg.vision.feature_dim, num_tokens=cfg.vision.num_tokens,
-                        grid=bool(cfg.vision.get("grid", True)))
+    visual = VisualSpec(
+        feature_dim=cfg.vision.feature_dim, num_tokens=cfg.vision.num_tokens, grid=bool(cfg.vision.get("grid", True))
+    )
     validate(cfg, method, visual)
     return method, visual
 

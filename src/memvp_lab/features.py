@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     images = find_images(args.images, args.pattern, args.id_from)
     if not images:
         parser.error(f"no {'/'.join(IMAGE_SUFFIXES)} images match {args.pattern!r} under {args.images}")
-    out = extract_features(vision_encoder(args.vision, args.weights, args.overrides), images, args.out,
-                           batch_size=args.batch_size)
+    out = extract_features(
+        vision_encoder(args.vision, args.weights, args.overrides), images, args.out, batch_size=args.batch_size
+    )
     print(f"{len(images)} images -> {out}")
     return 0
 

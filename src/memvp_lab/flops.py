@@ -102,23 +102,50 @@ def _ffn(l: int, d: int, ffn_dim: int, gated: bool) -> int:
 def lm_shape(config) -> dict:
     """Width, heads, FFN and layer counts of a LLaMA, BART or T5 config."""
     if config.model_type in ("bart", "mbart"):
-        return dict(d=config.d_model, q_dim=config.d_model, kv_dim=config.d_model, ffn=config.encoder_ffn_dim,
-                    dec_ffn=config.decoder_ffn_dim, enc_layers=config.encoder_layers,
-                    dec_layers=config.decoder_layers, gated=False)
+        return dict(
+            d=config.d_model,
+            q_dim=config.d_model,
+            kv_dim=config.d_model,
+            ffn=config.encoder_ffn_dim,
+            dec_ffn=config.decoder_ffn_dim,
+            enc_layers=config.encoder_layers,
+            dec_layers=config.decoder_layers,
+            gated=False,
+        )
     if config.model_type in ("t5", "mt5"):
         inner = config.num_heads * config.d_kv
-        return dict(d=config.d_model, q_dim=inner, kv_dim=inner, ffn=config.d_ff, dec_ffn=config.d_ff,
-                    enc_layers=config.num_layers, dec_layers=config.num_decoder_layers,
-                    gated=bool(config.is_gated_act))
+        return dict(
+            d=config.d_model,
+            q_dim=inner,
+            kv_dim=inner,
+            ffn=config.d_ff,
+            dec_ffn=config.d_ff,
+            enc_layers=config.num_layers,
+            dec_layers=config.num_decoder_layers,
+            gated=bool(config.is_gated_act),
+        )
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    return dict(d=config.hidden_size, q_dim=config.num_attention_heads * head_dim, kv_dim=kv_heads * head_dim,
-                ffn=config.intermediate_size, dec_ffn=config.intermediate_size, enc_layers=0,
-                dec_layers=config.num_hidden_layers, gated=True)
+    return dict(
+        d=config.hidden_size,
+        q_dim=config.num_attention_heads * head_dim,
+        kv_dim=kv_heads * head_dim,
+        ffn=config.intermediate_size,
+        dec_ffn=config.intermediate_size,
+        enc_layers=0,
+        dec_layers=config.num_hidden_layers,
+        gated=True,
+    )
 
 
-def analytic_lm_flops(config, prompt_len: int, target_len: int, memory: MemorySpec = MemorySpec(),
-                      visual_tokens: int = 0, include_head: bool = True) -> int:
+def analytic_lm_flops(
+    config,
+    prompt_len: int,
+    target_len: int,
+    memory: MemorySpec = MemorySpec(),
+    visual_tokens: int = 0,
+    include_head: bool = True,
+) -> int:
     """FLOPs of one teacher-forced sample (see module docstring).
 
     Args:
@@ -136,8 +163,11 @@ def analytic_lm_flops(config, prompt_len: int, target_len: int, memory: MemorySp
         le = prompt_len + visual_tokens
         ld = target_len
         enc = _attention(le, le, d, s["q_dim"], s["kv_dim"]) + _ffn(le, d, s["ffn"], s["gated"])
-        dec = (_attention(ld, ld, d, s["q_dim"], s["kv_dim"]) + _attention(ld, le, d, s["q_dim"], s["kv_dim"])
-               + _ffn(ld, d, s["dec_ffn"], s["gated"]))
+        dec = (
+            _attention(ld, ld, d, s["q_dim"], s["kv_dim"])
+            + _attention(ld, le, d, s["q_dim"], s["kv_dim"])
+            + _ffn(ld, d, s["dec_ffn"], s["gated"])
+        )
         total += s["enc_layers"] * enc + s["dec_layers"] * dec
         total += 4 * memory.slots * d * (le * memory.encoder_sites + ld * memory.decoder_sites)
     else:

@@ -14,13 +14,13 @@ import torch.distributed as dist
 
 from memvp_lab.batch import VLBatch
 from memvp_lab.checkpoint import CheckpointMismatch
-from memvp_lab.rng import restore_rng_states, rng_states
+from memvp_lab.evaluation import Evaluator, VQAEvaluator
 from memvp_lab.flops import measure_lm_flops
 from memvp_lab.methods.base import MethodConfig, Schedule
-from memvp_lab.evaluation import Evaluator, VQAEvaluator
 from memvp_lab.model import VisionLanguageModel
 from memvp_lab.optim import param_groups
 from memvp_lab.paths import write_text_atomic
+from memvp_lab.rng import restore_rng_states, rng_states
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,15 @@ class VisionLanguageTask(L.LightningModule):
         predictions_dir: where ``predictions_<split>.json`` is written (rank 0).
     """
 
-    def __init__(self, model: VisionLanguageModel, method: MethodConfig, evaluator: Callable[[], Evaluator] | None,
-                 generation: dict, flops_samples: int, predictions_dir: str | None) -> None:
+    def __init__(
+        self,
+        model: VisionLanguageModel,
+        method: MethodConfig,
+        evaluator: Callable[[], Evaluator] | None,
+        generation: dict,
+        flops_samples: int,
+        predictions_dir: str | None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.method = method
@@ -86,7 +93,8 @@ class VisionLanguageTask(L.LightningModule):
             raise NonFiniteLossError(
                 f"training loss is {global_loss.item()} at optimizer step {self.global_step} (epoch "
                 f"{self.current_epoch}, batch {batch_idx}); the run stops before updating the weights, and its "
-                "checkpoints hold the last good state. Lower method.lr or raise method.warmup_steps.")
+                "checkpoints hold the last good state. Lower method.lr or raise method.warmup_steps."
+            )
         self.log("train/loss", global_loss, prog_bar=True, batch_size=len(batch))
         return loss
 
@@ -96,7 +104,8 @@ class VisionLanguageTask(L.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         m = self.method
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, m.warmup_steps, total, m.schedule, m.min_lr_ratio))
+            optimizer, lambda step: lr_factor(step, m.warmup_steps, total, m.schedule, m.min_lr_ratio)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --------------------------------------------------------------- checkpoints
@@ -120,7 +129,8 @@ class VisionLanguageTask(L.LightningModule):
             missing, unexpected = sorted(expected - found), sorted(found - expected)
             raise CheckpointMismatch(
                 f"the checkpoint does not fit this model (another method or config?): missing {len(missing)} "
-                f"trainable tensors {missing[:3]}, unexpected {len(unexpected)} {unexpected[:3]}")
+                f"trainable tensors {missing[:3]}, unexpected {len(unexpected)} {unexpected[:3]}"
+            )
         state = checkpoint.get("memvp_lab")
         if state is None or self._trainer is None:
             return
@@ -164,8 +174,12 @@ class VisionLanguageTask(L.LightningModule):
     def on_train_end(self) -> None:
         cache = self.model.prefix_cache
         if cache is not None:
-            log.info("frozen prefix cache: %d distinct texts, %.1f%% of training sequences started at layer %d",
-                     len(cache), 100 * cache.hit_rate, cache.num_layers)
+            log.info(
+                "frozen prefix cache: %d distinct texts, %.1f%% of training sequences started at layer %d",
+                len(cache),
+                100 * cache.hit_rate,
+                cache.num_layers,
+            )
 
     def on_validation_epoch_start(self) -> None:
         self._predictions = []

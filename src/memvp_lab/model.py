@@ -56,9 +56,15 @@ class VisionLanguageModel(nn.Module):
             anything trainable or hooked, per distinct text (``FrozenPrefixCache``); decoder-only.
     """
 
-    def __init__(self, backbone: Backbone, prompting: Prompting, injected: Sequence[str] = (),
-                 unfreeze: Sequence[str] = (), vision_tower: nn.Module | None = None,
-                 cache_frozen_prefix: bool = False) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        prompting: Prompting,
+        injected: Sequence[str] = (),
+        unfreeze: Sequence[str] = (),
+        vision_tower: nn.Module | None = None,
+        cache_frozen_prefix: bool = False,
+    ) -> None:
         super().__init__()
         self.lm = backbone.model
         self.prompting = prompting
@@ -79,16 +85,20 @@ class VisionLanguageModel(nn.Module):
         base = self.lm.base_model
         layers = getattr(base, "layers", None)
         if self.is_encoder_decoder or layers is None:
-            raise ConfigError("method.cache_frozen_prefix=true needs a decoder-only backbone with a .layers list; "
-                             "set method.cache_frozen_prefix=false")
+            raise ConfigError(
+                "method.cache_frozen_prefix=true needs a decoder-only backbone with a .layers list; "
+                "set method.cache_frozen_prefix=false"
+            )
         k = frozen_prefix_layers(layers, self.lm.get_input_embeddings())
         if k == 0 or k == len(layers):
             raise ConfigError(
                 f"method.cache_frozen_prefix=true, but {'no' if k == 0 else 'every'} leading decoder layer is free of "
                 "trainable or hooked modules; it pays for MemVP with method.first_layer>0 and nothing unfrozen. "
-                "Set method.cache_frozen_prefix=false")
-        log.info("frozen prefix cache: decoder layers 0-%d are frozen and unhooked; their output is reused per text",
-                 k - 1)
+                "Set method.cache_frozen_prefix=false"
+            )
+        log.info(
+            "frozen prefix cache: decoder layers 0-%d are frozen and unhooked; their output is reused per text", k - 1
+        )
         return FrozenPrefixCache(base, k)
 
     def _unfreeze(self, parts: Iterable[str]) -> list[str]:
@@ -149,8 +159,9 @@ class VisionLanguageModel(nn.Module):
         """Per-sample mean token cross-entropy of the targets, shape (B,)."""
         batch = self.with_visual(batch)
         with self.visual_context(batch):
-            inputs, prefix = self.prompting_for(batch).lm_inputs(self.lm, batch.input_ids, batch.attention_mask, batch,
-                                                      generation=False)
+            inputs, prefix = self.prompting_for(batch).lm_inputs(
+                self.lm, batch.input_ids, batch.attention_mask, batch, generation=False
+            )
             if self.is_encoder_decoder:
                 # decoder_input_ids rather than labels: the model would also compute a loss we discard
                 decoder_input_ids = self.lm.prepare_decoder_input_ids_from_labels(labels=batch.labels)
@@ -186,8 +197,12 @@ class VisionLanguageModel(nn.Module):
         """The decoder-only model's last hidden states, from the frozen-prefix cache when it applies
         (text-only input, right-padded)."""
         cache = self.prefix_cache
-        if (cache is not None and prefix == 0 and set(inputs) == {"input_ids", "attention_mask"}
-                and is_right_padded(inputs["attention_mask"])):
+        if (
+            cache is not None
+            and prefix == 0
+            and set(inputs) == {"input_ids", "attention_mask"}
+            and is_right_padded(inputs["attention_mask"])
+        ):
             return cache(inputs["input_ids"], inputs["attention_mask"])
         return self.lm.base_model(**inputs, use_cache=False).last_hidden_state
 
@@ -197,13 +212,20 @@ class VisionLanguageModel(nn.Module):
 
         ``generate_kwargs`` go to Hugging Face ``generate`` (e.g. ``min_new_tokens``).
         """
-        kwargs = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
-                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
-                      **generate_kwargs)
+        kwargs = dict(
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            **generate_kwargs,
+        )
         batch = self.with_visual(batch)
         with self.visual_context(batch):
-            inputs, _ = self.prompting_for(batch).lm_inputs(self.lm, batch.prompt_ids, batch.prompt_mask, batch, generation=True)
+            inputs, _ = self.prompting_for(batch).lm_inputs(
+                self.lm, batch.prompt_ids, batch.prompt_mask, batch, generation=True
+            )
             out = self.lm.generate(**inputs, **kwargs)
         if not self.is_encoder_decoder and "input_ids" in inputs:
-            out = out[:, inputs["input_ids"].shape[1]:]  # from inputs_embeds, only new tokens come back
+            out = out[:, inputs["input_ids"].shape[1] :]  # from inputs_embeds, only new tokens come back
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]

@@ -25,8 +25,9 @@ def lr_multipliers(names: Sequence[str], method: MethodConfig) -> dict[str, floa
         used.add(pattern)
     unused = sorted(set(patterns) - used)
     if unused:
-        raise ValueError(f"method.lr_multipliers: {unused} match no trainable parameter "
-                         f"(names look like {list(names)[:4]})")
+        raise ValueError(
+            f"method.lr_multipliers: {unused} match no trainable parameter (names look like {list(names)[:4]})"
+        )
     return factors
 
 
@@ -36,5 +37,7 @@ def param_groups(named_parameters: Sequence[tuple[str, torch.nn.Parameter]], met
     groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
     for name, p in named_parameters:
         groups.setdefault((p.ndim >= 2, factors[name]), []).append(p)
-    return [{"params": params, "weight_decay": method.weight_decay if decay else 0.0, "lr": method.lr * factor}
-            for (decay, factor), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
+    return [
+        {"params": params, "weight_decay": method.weight_decay if decay else 0.0, "lr": method.lr * factor}
+        for (decay, factor), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))
+    ]

@@ -15,8 +15,8 @@ import json
 import logging
 import sys
 
-from memvp_lab.config.errors import ConfigError
 from memvp_lab.config.compose import compose_train
+from memvp_lab.config.errors import ConfigError
 from memvp_lab.factory import build_model
 from memvp_lab.paper_numbers import PAPER_VISION, TRAINABLE_DECIMALS, TRAINABLE_M
 
@@ -36,9 +36,15 @@ def pairs(backbones=BACKBONES, methods=METHODS) -> list[tuple[str, str]]:
 
 def count(backbone: str, method: str) -> dict[str, int]:
     """Trainable and total parameters of ``method`` on ``backbone`` with the paper's vision encoder."""
-    overrides = [f"backbone={backbone}", f"method={method}", f"vision={PAPER_VISION.get(backbone, 'clip_rn101')}",
-                 "backbone.weights=random", "vision.encoder.weights=random", "task.images_on_the_fly=true",
-                 "logger=none"]
+    overrides = [
+        f"backbone={backbone}",
+        f"method={method}",
+        f"vision={PAPER_VISION.get(backbone, 'clip_rn101')}",
+        "backbone.weights=random",
+        "vision.encoder.weights=random",
+        "task.images_on_the_fly=true",
+        "logger=none",
+    ]
     return build_model(compose_train(overrides), device="meta").model.parameter_counts()
 
 
@@ -55,9 +61,11 @@ def table(counts: dict[str, dict[str, int]]) -> str:
         for m, n in row.items():
             paper = TRAINABLE_M.get(b, {}).get(m)
             ok = matches(b, m, n)
-            lines.append(f"| {b} | {m} | {n:,} | {n / 1e6:.{TRAINABLE_DECIMALS.get(b, 2)}f} | "
-                         f"{'-' if paper is None else f'{paper:.{TRAINABLE_DECIMALS[b]}f}'} | "
-                         f"{'-' if ok is None else 'yes' if ok else 'NO'} |")
+            lines.append(
+                f"| {b} | {m} | {n:,} | {n / 1e6:.{TRAINABLE_DECIMALS.get(b, 2)}f} | "
+                f"{'-' if paper is None else f'{paper:.{TRAINABLE_DECIMALS[b]}f}'} | "
+                f"{'-' if ok is None else 'yes' if ok else 'NO'} |"
+            )
     return "\n".join(lines)
 
 

@@ -60,8 +60,9 @@ class FrozenPrefixCache:
         verify_tolerance: largest absolute difference accepted by the first-use check.
     """
 
-    def __init__(self, base_model: nn.Module, num_layers: int, max_bytes: int = 2 << 30,
-                 verify_tolerance: float = 1e-4) -> None:
+    def __init__(
+        self, base_model: nn.Module, num_layers: int, max_bytes: int = 2 << 30, verify_tolerance: float = 1e-4
+    ) -> None:
         if not 0 < num_layers < len(base_model.layers):
             raise ValueError(f"FrozenPrefixCache: num_layers={num_layers} must lie in (0, {len(base_model.layers)})")
         self.base_model = base_model
@@ -113,10 +114,11 @@ class FrozenPrefixCache:
             width = max(lengths[i] for i in missing)
             ids = input_ids[missing, :width]
             mask = torch.arange(width, device=ids.device).unsqueeze(0) < torch.tensor(
-                [lengths[i] for i in missing], device=ids.device).unsqueeze(1)
+                [lengths[i] for i in missing], device=ids.device
+            ).unsqueeze(1)
             states = self._prefix_states(ids, mask.long())
             for row, i in enumerate(missing):
-                kept = states[row, :lengths[i]].detach().clone()
+                kept = states[row, : lengths[i]].detach().clone()
                 self.entries[keys[i]] = kept
                 self.bytes += kept.nbytes
         rows = []
@@ -131,7 +133,7 @@ class FrozenPrefixCache:
     def _upper_layers(self) -> Iterator[None]:
         """The model's layer list cut to layers ``k..`` for the duration of the block."""
         layers = self.base_model.layers
-        self.base_model.layers = nn.ModuleList(list(layers)[self.num_layers:])
+        self.base_model.layers = nn.ModuleList(list(layers)[self.num_layers :])
         try:
             yield
         finally:
@@ -147,7 +149,9 @@ class FrozenPrefixCache:
             states = nn.functional.pad(states, (0, 0, 0, width - states.shape[1]))
         rng = None if self.verified else _rng_state(input_ids.device)
         with self._upper_layers():
-            hidden = self.base_model(inputs_embeds=states, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            hidden = self.base_model(
+                inputs_embeds=states, attention_mask=attention_mask, use_cache=False
+            ).last_hidden_state
         if rng is not None:
             self._verify(input_ids, attention_mask, hidden, rng)
         return hidden
@@ -158,7 +162,9 @@ class FrozenPrefixCache:
         _set_rng_state(input_ids.device, rng)
         try:
             with torch.no_grad():
-                full = self.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+                full = self.base_model(
+                    input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+                ).last_hidden_state
         finally:
             _set_rng_state(input_ids.device, after)
         real = attention_mask.bool()
@@ -167,9 +173,13 @@ class FrozenPrefixCache:
             raise RuntimeError(
                 f"FrozenPrefixCache: starting at layer {self.num_layers} from cached states changed the output "
                 f"by {diff:.2e} (> {self.verify_tolerance:.0e}); this model does more than run its layers "
-                f"on the token embeddings. Set method.cache_frozen_prefix=false")
-        log.info("frozen prefix cache: layers 0-%d reused, checked against the full forward (max diff %.1e)",
-                 self.num_layers - 1, diff)
+                f"on the token embeddings. Set method.cache_frozen_prefix=false"
+            )
+        log.info(
+            "frozen prefix cache: layers 0-%d reused, checked against the full forward (max diff %.1e)",
+            self.num_layers - 1,
+            diff,
+        )
         self.verified = True
 
 

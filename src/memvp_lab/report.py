@@ -112,12 +112,20 @@ def build_table(spec: dict, runs: list[dict]) -> dict[str, list[Cell]]:
         paper = spec["cells"].get(key, [None] * len(spec["columns"]))
         cells = []
         for column, paper_value in zip(spec["columns"], paper):
-            mine = [r for r in runs if _row_key(r, spec["rows"]) == key
-                    and ((r["config"].get("task") or {}).get("name")) == column["task"]]
+            mine = [
+                r
+                for r in runs
+                if _row_key(r, spec["rows"]) == key and ((r["config"].get("task") or {}).get("name")) == column["task"]
+            ]
             scored = [r for r in mine if not failed(r) and column["metric"] in r]
-            cells.append(Cell([r[column["metric"]] * column.get("scale", 1) for r in scored], paper_value,
-                              failed=sum(map(failed, mine)),
-                              rules={r["metric_rule"] for r in scored if r.get("metric_rule")}))
+            cells.append(
+                Cell(
+                    [r[column["metric"]] * column.get("scale", 1) for r in scored],
+                    paper_value,
+                    failed=sum(map(failed, mine)),
+                    rules={r["metric_rule"] for r in scored if r.get("metric_rule")},
+                )
+            )
         rows[key] = cells
     return rows
 
@@ -128,9 +136,12 @@ def version_warnings(runs: list[dict]) -> list[str]:
     for run in runs:
         for package, version in (run.get("versions") or {}).items():
             seen.setdefault(package, Counter())[version] += 1
-    return [f"warning: runs made with different {package} versions: "
-            + ", ".join(f"{v} ({n} run{'s' if n > 1 else ''})" for v, n in sorted(counts.items()))
-            for package, counts in sorted(seen.items()) if len(counts) > 1]
+    return [
+        f"warning: runs made with different {package} versions: "
+        + ", ".join(f"{v} ({n} run{'s' if n > 1 else ''})" for v, n in sorted(counts.items()))
+        for package, counts in sorted(seen.items())
+        if len(counts) > 1
+    ]
 
 
 def scoring_notes(spec: dict, rows: dict[str, list[Cell]]) -> list[str]:
@@ -168,13 +179,18 @@ def render_markdown(spec: dict, rows: dict[str, list[Cell]], runs: list[dict] | 
     lines = [f"**{spec['title']}**", "", f"| {head} |", "|" + "---|" * (len(spec["columns"]) + 1)]
     compare = _compares(spec)
     lines += [f"| {key} | " + " | ".join(_fmt(c, compare) for c in cells) + " |" for key, cells in rows.items()]
-    legend = "" if spec.get("without_paper") else (
-        " [paper value, ours - paper]" if compare else " [the paper's full-scale value, for reference only]")
-    lines += ["", f"Cells: ours as mean ± std over runs (n){legend}; `missing`: no run yet; `failed`: runs "
-              "that ended with an error (their results.json says which)."]
+    legend = (
+        ""
+        if spec.get("without_paper")
+        else (" [paper value, ours - paper]" if compare else " [the paper's full-scale value, for reference only]")
+    )
+    lines += [
+        "",
+        f"Cells: ours as mean ± std over runs (n){legend}; `missing`: no run yet; `failed`: runs "
+        "that ended with an error (their results.json says which).",
+    ]
     notes = spec.get("notes") or []
-    notes = [*([notes] if isinstance(notes, str) else notes), *scoring_notes(spec, rows),
-             *version_warnings(runs or [])]
+    notes = [*([notes] if isinstance(notes, str) else notes), *scoring_notes(spec, rows), *version_warnings(runs or [])]
     lines += ["", "Notes:", *(f"- {n}" for n in notes)] if notes else []
     return "\n".join(lines)
 
@@ -224,8 +240,10 @@ def write_plot(path: Path, spec: dict, rows: dict[str, list[Cell]]) -> dict:
     names = list(dict.fromkeys([*points["ours"], *points["paper"]]))
     for i, name in enumerate(names):
         color = f"C{i}"
-        for which, style in (("ours", dict(marker="o", linestyle="-")),
-                             ("paper", dict(marker="s", linestyle="--", markerfacecolor="none"))):
+        for which, style in (
+            ("ours", dict(marker="o", linestyle="-")),
+            ("paper", dict(marker="s", linestyle="--", markerfacecolor="none")),
+        ):
             series = points[which].get(name, [])
             if not series:
                 continue
@@ -252,18 +270,40 @@ def write_csv(path: Path, spec: dict, rows: dict[str, list[Cell]]) -> None:
         writer.writerow(["row", "column", "mean", "std", "n", "failed", "rule", "paper", "difference"])
         for key, cells in rows.items():
             for column, cell in zip(spec["columns"], cells):
-                diff = None if cell.mean is None or cell.paper is None or not _compares(spec) else cell.mean - cell.paper
-                writer.writerow([key, column["label"], cell.mean, cell.std, len(cell.values), cell.failed,
-                                 "+".join(sorted(cell.rules)), cell.paper, diff])
+                diff = (
+                    None if cell.mean is None or cell.paper is None or not _compares(spec) else cell.mean - cell.paper
+                )
+                writer.writerow(
+                    [
+                        key,
+                        column["label"],
+                        cell.mean,
+                        cell.std,
+                        len(cell.values),
+                        cell.failed,
+                        "+".join(sorted(cell.rules)),
+                        cell.paper,
+                        diff,
+                    ]
+                )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m memvp_lab.report", description=__doc__.splitlines()[0])
     parser.add_argument("experiment", help="an experiment with paper numbers, e.g. table1")
-    parser.add_argument("--results", nargs="*", type=Path, default=[Path("multirun"), Path("outputs")],
-                        help="folders searched for results.json (default: multirun outputs)")
-    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", default=None,
-                        help="also read the experiment's runs from this W&B project (online)")
+    parser.add_argument(
+        "--results",
+        nargs="*",
+        type=Path,
+        default=[Path("multirun"), Path("outputs")],
+        help="folders searched for results.json (default: multirun outputs)",
+    )
+    parser.add_argument(
+        "--wandb",
+        metavar="ENTITY/PROJECT",
+        default=None,
+        help="also read the experiment's runs from this W&B project (online)",
+    )
     parser.add_argument("--out", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     try:
@@ -284,11 +324,18 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{args.experiment}.md").write_text(markdown + "\n")
     write_csv(args.out / f"{args.experiment}.csv", spec, rows)
     print(markdown)
-    failures = [f"{key} / {column['label']}" for key, cells in rows.items()
-                for column, cell in zip(spec["columns"], cells) if cell.failed]
+    failures = [
+        f"{key} / {column['label']}"
+        for key, cells in rows.items()
+        for column, cell in zip(spec["columns"], cells)
+        if cell.failed
+    ]
     if failures:
-        print(f"error: {len(failures)} cell(s) have failed runs (their results.json names the error): "
-              + "; ".join(failures), file=sys.stderr)
+        print(
+            f"error: {len(failures)} cell(s) have failed runs (their results.json names the error): "
+            + "; ".join(failures),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

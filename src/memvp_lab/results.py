@@ -31,9 +31,18 @@ def git_state(cwd: Path | None = None) -> dict[str, object]:
     """The commit of the code that ran and whether the work tree had uncommitted changes."""
     where = cwd or Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                                    capture_output=True, text=True, check=True).stdout.strip())
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=where,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         return {"sha": None, "dirty": None}
     return {"sha": sha, "dirty": dirty}
@@ -52,40 +61,60 @@ def cpu_name() -> str:
 
 def machine() -> dict[str, object]:
     """Where a run or a benchmark was measured."""
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
 
 
-def write_results(path: Path, metrics: dict[str, float], cfg: DictConfig | None,
-                  metric_rule: str | None = None) -> dict:
+def write_results(
+    path: Path, metrics: dict[str, float], cfg: DictConfig | None, metric_rule: str | None = None
+) -> dict:
     """Writes metrics + environment + resolved config as JSON; returns what was written.
 
     ``metric_rule`` names the rule that scored the headline metric where a task has more than one
     (VQA accuracy: ``official`` or ``vl_t5``).
     """
-    outcome = {"status": "completed", **{k: metrics[k] for k in sorted(metrics)},
-               **({"metric_rule": metric_rule} if metric_rule else {})}
+    outcome = {
+        "status": "completed",
+        **{k: metrics[k] for k in sorted(metrics)},
+        **({"metric_rule": metric_rule} if metric_rule else {}),
+    }
     return _write_record(path, outcome, cfg)
 
 
-def write_failure(path: Path, error: BaseException, cfg: DictConfig | None, step: int | None,
-                  checkpoint: Path | None) -> dict:
+def write_failure(
+    path: Path, error: BaseException, cfg: DictConfig | None, step: int | None, checkpoint: Path | None
+) -> dict:
     """Writes the results.json of a run that ended with an error: ``status: failed``, the error,
     the optimizer step it was reached at and the newest checkpoint it left, with the same
     environment and config as a completed run; no metric, so no table mistakes it for a score."""
-    outcome = {"status": "failed", "error": f"{type(error).__name__}: {error}", "failed_at_step": step,
-               "last_checkpoint": str(checkpoint) if checkpoint else None}
+    outcome = {
+        "status": "failed",
+        "error": f"{type(error).__name__}: {error}",
+        "failed_at_step": step,
+        "last_checkpoint": str(checkpoint) if checkpoint else None,
+    }
     return _write_record(path, outcome, cfg)
 
 
 def _write_record(path: Path, outcome: dict, cfg: DictConfig | None) -> dict:
     """``outcome`` + where it ran (versions, commit, machine) + the config, written atomically."""
-    record = {**outcome, "versions": package_versions(), "git": git_state(), "machine": machine(),
-              "config": _config(cfg)}
+    record = {
+        **outcome,
+        "versions": package_versions(),
+        "git": git_state(),
+        "machine": machine(),
+        "config": _config(cfg),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(record, indent=2, default=str))
     return record

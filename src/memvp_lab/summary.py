@@ -28,7 +28,10 @@ def format_summary(cfg: DictConfig, metrics: dict[str, float], primary: str, bre
         ("LM GFLOPs / sample", _fmt(metrics.get("flops/lm_gflops_per_sample"), ".3f")),
         ("train s / step", _fmt(metrics.get("time/train_s_per_step"), ".3f")),
         ("eval s / batch", _fmt(metrics.get("time/eval_s_per_batch"), ".3f")),
-        ("train / test wall s", f'{_fmt(metrics.get("time/fit_wall_s"), ".0f")} / {_fmt(metrics.get("time/test_wall_s"), ".0f")}'),
+        (
+            "train / test wall s",
+            f"{_fmt(metrics.get('time/fit_wall_s'), '.0f')} / {_fmt(metrics.get('time/test_wall_s'), '.0f')}",
+        ),
         ("peak memory (RSS)", _fmt(metrics.get("memory/peak_rss_gb"), ".2f") + " GB"),
     ]
     width = max(len(k) for k, _ in rows)

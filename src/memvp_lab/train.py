@@ -126,8 +126,10 @@ def resume_point(resume, out_dir: Path) -> tuple[Path | None, Path]:
     run_dir = path.parent if path.name == CHECKPOINTS else path
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
-        raise ConfigError(f"resume={resume}: no loadable checkpoint in {run_dir / CHECKPOINTS} (checkpoints "
-                          "are written there during training)")
+        raise ConfigError(
+            f"resume={resume}: no loadable checkpoint in {run_dir / CHECKPOINTS} (checkpoints "
+            "are written there during training)"
+        )
     return ckpt, run_dir
 
 
@@ -176,15 +178,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
         datamodule = build(cfg.task.data, _partial_=True)(backbone=backbone, visual=visual, shuffle_seed=cfg.seed)
         evaluator = build(cfg.task.evaluator, _partial_=True)
         task = VisionLanguageTask(
-            model, method, evaluator=evaluator, generation=OmegaConf.to_container(cfg.task.generation),
-            flops_samples=cfg.flops_samples, predictions_dir=str(out_dir),
+            model,
+            method,
+            evaluator=evaluator,
+            generation=OmegaConf.to_container(cfg.task.generation),
+            flops_samples=cfg.flops_samples,
+            predictions_dir=str(out_dir),
         )
         timer = StepTimer()
         saving = checkpoint_callbacks(cfg.get("checkpoint"), out_dir / CHECKPOINTS)
         wandb_run_id(cfg, out_dir)
         loggers = build_loggers(cfg)
-        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[timer, *saving],
-                              enable_checkpointing=bool(saving))
+        trainer = instantiate(
+            cfg.trainer, logger=loggers or False, callbacks=[timer, *saving], enable_checkpointing=bool(saving)
+        )
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         trainer.test(task, datamodule=datamodule, verbose=False)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -204,8 +211,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     except Exception as error:
         global_zero = trainer.is_global_zero if trainer is not None else int(os.environ.get("RANK", "0")) == 0
         if global_zero:
-            write_failure(out_dir / "results.json", error, cfg, step=trainer.global_step if trainer else None,
-                          checkpoint=latest_checkpoint(out_dir))
+            write_failure(
+                out_dir / "results.json",
+                error,
+                cfg,
+                step=trainer.global_step if trainer else None,
+                checkpoint=latest_checkpoint(out_dir),
+            )
             log.error("run failed: %s: %s (recorded in %s)", type(error).__name__, error, out_dir / "results.json")
         raise
     finally:

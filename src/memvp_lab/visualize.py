@@ -44,19 +44,33 @@ def _queries(cfg: DictConfig, run, datamodule) -> list[Query]:
     questions = [str(q) for q in _listed(cfg.question)]
     if cfg.image is not None:
         if cfg.question_id is not None or cfg.question_types:
-            raise ConfigError("image=... asks questions about that image; question_id / question_types pick task "
-                              "samples instead: give one or the other")
+            raise ConfigError(
+                "image=... asks questions about that image; question_id / question_types pick task "
+                "samples instead: give one or the other"
+            )
         return image_queries(run.cfg.vision, datamodule, cfg.image, questions, device=cfg.device)
     if len(questions) > 1:
-        raise ConfigError("question=[...] with several questions needs image=...; for task samples give one "
-                          "question (it replaces each sample's own)")
+        raise ConfigError(
+            "question=[...] with several questions needs image=...; for task samples give one "
+            "question (it replaces each sample's own)"
+        )
     ids, types = _listed(cfg.question_id), [str(t) for t in _listed(cfg.question_types)]
     if not ids and not types:
-        raise ConfigError("nothing to draw: give image=<file> question=\"...\", question_id=<id or list> or "
-                          "question_types=[...] (task samples of the run's test split)")
-    return task_queries(datamodule, split=cfg.split, question_ids=ids, question_types=types,
-                        per_type=int(cfg.per_type), question=questions[0] if questions else None,
-                        image_dir=cfg.image_dir, image_size=int(run.cfg.vision.image_size), device=cfg.device)
+        raise ConfigError(
+            'nothing to draw: give image=<file> question="...", question_id=<id or list> or '
+            "question_types=[...] (task samples of the run's test split)"
+        )
+    return task_queries(
+        datamodule,
+        split=cfg.split,
+        question_ids=ids,
+        question_types=types,
+        per_type=int(cfg.per_type),
+        question=questions[0] if questions else None,
+        image_dir=cfg.image_dir,
+        image_size=int(run.cfg.vision.image_size),
+        device=cfg.device,
+    )
 
 
 def visualize(cfg: DictConfig) -> list[Path]:
@@ -76,22 +90,48 @@ def visualize(cfg: DictConfig) -> list[Path]:
         tokens = choose(question_tokens(datamodule.collate, query.sample, query.prompt_row()), wanted)
         located = locate(run.model, query.batch, tokens.positions, grid, generation, int(cfg.block_top_k))
         path = draw_question(
-            out_dir / f"{query.name}.png", image=query.image, question=query.question, answer=located.answer,
-            maps=located.maps.numpy(), labels=tokens.labels,
-            layer_maps=located.layer_maps.numpy() if cfg.per_layer else None, sites=located.sites,
-            blocked=located.blocked, answer_blocked=located.answer_blocked, reference=query.reference,
+            out_dir / f"{query.name}.png",
+            image=query.image,
+            question=query.question,
+            answer=located.answer,
+            maps=located.maps.numpy(),
+            labels=tokens.labels,
+            layer_maps=located.layer_maps.numpy() if cfg.per_layer else None,
+            sites=located.sites,
+            blocked=located.blocked,
+            answer_blocked=located.answer_blocked,
+            reference=query.reference,
         )
-        log.info("%s: %r -> %r%s", path, query.question, located.answer,
-                 f" (blocked {located.blocked}: {located.answer_blocked!r})" if located.blocked else "")
+        log.info(
+            "%s: %r -> %r%s",
+            path,
+            query.question,
+            located.answer,
+            f" (blocked {located.blocked}: {located.answer_blocked!r})" if located.blocked else "",
+        )
         written.append(path)
-        records.append({
-            "png": path.name, "question_id": query.sample.get("question_id"), "question": query.question,
-            "reference": query.reference, "answer": located.answer, "tokens": tokens.labels,
-            "positions": tokens.positions, "grid": list(grid), "sites": located.sites,
-            "maps": located.maps.tolist(), "blocked": located.blocked, "answer_blocked": located.answer_blocked,
-        })
-    write_text_atomic(out_dir / SUMMARY, json.dumps({"run_dir": str(cfg.run_dir), "method": run.cfg.method.name,
-                                                     "questions": records}, indent=2, default=str))
+        records.append(
+            {
+                "png": path.name,
+                "question_id": query.sample.get("question_id"),
+                "question": query.question,
+                "reference": query.reference,
+                "answer": located.answer,
+                "tokens": tokens.labels,
+                "positions": tokens.positions,
+                "grid": list(grid),
+                "sites": located.sites,
+                "maps": located.maps.tolist(),
+                "blocked": located.blocked,
+                "answer_blocked": located.answer_blocked,
+            }
+        )
+    write_text_atomic(
+        out_dir / SUMMARY,
+        json.dumps(
+            {"run_dir": str(cfg.run_dir), "method": run.cfg.method.name, "questions": records}, indent=2, default=str
+        ),
+    )
     log.info("%d plots written to %s", len(written), out_dir)
     return written
 

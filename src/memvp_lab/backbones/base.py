@@ -59,7 +59,7 @@ class Backbone:
     @property
     def hidden_size(self) -> int:
         cfg = self.model.config
-        return int(getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model"))
+        return int(getattr(cfg, "hidden_size", None) or cfg.d_model)
 
 
 def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -74,5 +74,7 @@ def check_family(backbone: Backbone, family: str) -> Backbone:
     if family != actual:
         from memvp_lab.config.errors import ConfigError
 
-        raise ConfigError(f"backbone.family={family!r} but {backbone.name} loaded as {actual}; set backbone.family={actual}")
+        raise ConfigError(
+            f"backbone.family={family!r} but {backbone.name} loaded as {actual}; set backbone.family={actual}"
+        )
     return backbone

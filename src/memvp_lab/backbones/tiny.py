@@ -10,8 +10,15 @@ from functools import lru_cache
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import (BartConfig, BartForConditionalGeneration, LlamaConfig, LlamaForCausalLM,
-                          PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration)
+from transformers import (
+    BartConfig,
+    BartForConditionalGeneration,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 from memvp_lab.backbones.base import Backbone, TextFormat, check_family
 
@@ -29,8 +36,12 @@ def _bpe(vocab_size: int) -> Tokenizer:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
     return tok
 
@@ -43,16 +54,28 @@ def tiny_tokenizer(style: str, vocab_size: int = 512) -> PreTrainedTokenizerFast
     tok = Tokenizer.from_str(_bpe(vocab_size).to_str())
     bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
     if style == "bart":
-        tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", bos), ("</s>", eos)])
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+        )
     elif style == "t5":
         tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
 
 
-def build_tiny(name: str, family: str, arch: str, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
-               intermediate_size: int = 256, seed: int = 0, feed_forward_proj: str = "relu",
-               attn_implementation: str = "sdpa") -> Backbone:
+def build_tiny(
+    name: str,
+    family: str,
+    arch: str,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    intermediate_size: int = 256,
+    seed: int = 0,
+    feed_forward_proj: str = "relu",
+    attn_implementation: str = "sdpa",
+) -> Backbone:
     """Builds a random tiny ``llama``, ``bart`` or ``t5`` model with a matching tokenizer.
 
     Args:
@@ -70,29 +93,58 @@ def build_tiny(name: str, family: str, arch: str, hidden_size: int = 64, num_lay
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         if arch == "llama":
-            config = LlamaConfig(vocab_size=vocab, hidden_size=hidden_size, intermediate_size=intermediate_size,
-                                 num_hidden_layers=num_layers, num_attention_heads=num_heads,
-                                 num_key_value_heads=max(1, num_heads // 2), max_position_embeddings=256,
-                                 pad_token_id=pad, bos_token_id=bos, eos_token_id=eos, tie_word_embeddings=True)
+            config = LlamaConfig(
+                vocab_size=vocab,
+                hidden_size=hidden_size,
+                intermediate_size=intermediate_size,
+                num_hidden_layers=num_layers,
+                num_attention_heads=num_heads,
+                num_key_value_heads=max(1, num_heads // 2),
+                max_position_embeddings=256,
+                pad_token_id=pad,
+                bos_token_id=bos,
+                eos_token_id=eos,
+                tie_word_embeddings=True,
+            )
             model = LlamaForCausalLM(config)
             text = TextFormat(prompt="{prompt} Answer:", target=" {target}{eos}", add_bos=True)
         elif arch == "bart":
-            config = BartConfig(vocab_size=vocab, d_model=hidden_size, encoder_layers=num_layers,
-                                decoder_layers=num_layers, encoder_attention_heads=num_heads,
-                                decoder_attention_heads=num_heads, encoder_ffn_dim=intermediate_size,
-                                decoder_ffn_dim=intermediate_size, max_position_embeddings=256,
-                                pad_token_id=pad, bos_token_id=bos, eos_token_id=eos,
-                                decoder_start_token_id=eos, forced_bos_token_id=None)
+            config = BartConfig(
+                vocab_size=vocab,
+                d_model=hidden_size,
+                encoder_layers=num_layers,
+                decoder_layers=num_layers,
+                encoder_attention_heads=num_heads,
+                decoder_attention_heads=num_heads,
+                encoder_ffn_dim=intermediate_size,
+                decoder_ffn_dim=intermediate_size,
+                max_position_embeddings=256,
+                pad_token_id=pad,
+                bos_token_id=bos,
+                eos_token_id=eos,
+                decoder_start_token_id=eos,
+                forced_bos_token_id=None,
+            )
             model = BartForConditionalGeneration(config)
             text = TextFormat(target="{target}")
         elif arch == "t5":
-            config = T5Config(vocab_size=vocab, d_model=hidden_size, d_kv=hidden_size // num_heads,
-                              d_ff=intermediate_size, num_layers=num_layers, num_heads=num_heads,
-                              feed_forward_proj=feed_forward_proj, pad_token_id=pad, eos_token_id=eos,
-                              decoder_start_token_id=pad)
+            config = T5Config(
+                vocab_size=vocab,
+                d_model=hidden_size,
+                d_kv=hidden_size // num_heads,
+                d_ff=intermediate_size,
+                num_layers=num_layers,
+                num_heads=num_heads,
+                feed_forward_proj=feed_forward_proj,
+                pad_token_id=pad,
+                eos_token_id=eos,
+                decoder_start_token_id=pad,
+            )
             model = T5ForConditionalGeneration(config)
             text = TextFormat(target="{target}")
         else:
             raise ValueError(f"backbone.arch={arch!r}: expected llama, bart or t5")
     model.set_attn_implementation(attn_implementation)
-    return check_family(Backbone(name=name, model=model.eval(), tokenizer=tokenizer, text=text, source="random"), family)
+    return check_family(
+        Backbone(name=name, model=model.eval(), tokenizer=tokenizer, text=text, source="random"), family
+    )

@@ -9,16 +9,27 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens, synthetic_batch, task_lengths
-from memvp_lab.benchmark.measure import (Subject, analytic_flops, build, measured_flops, time_subjects,
-                                         training_memory_bytes)
+from memvp_lab.benchmark.measure import (
+    Subject,
+    analytic_flops,
+    build,
+    measured_flops,
+    time_subjects,
+    training_memory_bytes,
+)
 
 log = logging.getLogger(__name__)
 
 MB = 2**20
 # (key, label, format): the columns of the table, each also shown as a ratio to the reference
-COLUMNS = (("train_s_per_step", "train s/step", ".3f"), ("inference_s_per_batch", "infer s/batch", ".3f"),
-           ("train_memory_mb", "train mem. MB", ".0f"), ("activation_mb", "activations MB", ".0f"),
-           ("lm_gflops_measured", "GFLOPs counted", ".3f"), ("lm_gflops_analytic", "GFLOPs Eq.13-15", ".3f"))
+COLUMNS = (
+    ("train_s_per_step", "train s/step", ".3f"),
+    ("inference_s_per_batch", "infer s/batch", ".3f"),
+    ("train_memory_mb", "train mem. MB", ".0f"),
+    ("activation_mb", "activations MB", ".0f"),
+    ("lm_gflops_measured", "GFLOPs counted", ".3f"),
+    ("lm_gflops_analytic", "GFLOPs Eq.13-15", ".3f"),
+)
 
 
 def method_overrides(cfg: DictConfig, method: str) -> list[str]:
@@ -44,11 +55,13 @@ def run(cfg: DictConfig) -> dict:
         memory = training_memory_bytes(model, memory_batch)
         del memory_batch
         rows[method] = {
-            "trainable_params": counts["trainable"], "total_params": counts["total"],
+            "trainable_params": counts["trainable"],
+            "total_params": counts["total"],
             "input_visual_tokens": input_visual_tokens(model, batch),
             "lm_gflops_measured": measured_flops(model, batch) / 1e9,
             "lm_gflops_analytic": analytic_flops(model, lengths, batch) / 1e9,
-            "activation_mb": memory["activations"] / MB, "train_memory_mb": memory["total"] / MB,
+            "activation_mb": memory["activations"] / MB,
+            "train_memory_mb": memory["total"] / MB,
         }
         log.info("built %s: %s", method, rows[method])
     train, infer = time_subjects(subjects, cfg.rounds, cfg.warmup)
@@ -60,14 +73,24 @@ def run(cfg: DictConfig) -> dict:
             subjects[method].train_step()
             rows[method]["train_peak_cuda_mb"] = torch.cuda.max_memory_allocated() / MB
     reference = cfg.reference if cfg.reference in rows else next(iter(rows))
-    ratios = {m: {k: v / rows[reference][k] for k, v in r.items() if isinstance(v, float) and rows[reference][k]}
-              for m, r in rows.items()}
+    ratios = {
+        m: {k: v / rows[reference][k] for k, v in r.items() if isinstance(v, float) and rows[reference][k]}
+        for m, r in rows.items()
+    }
     return {
-        "study": cfg.name, "kind": "compare", "description": cfg.description,
-        "model_overrides": list(cfg.model_overrides), "lengths": vars(lengths),
-        "train_batch_size": cfg.train_batch_size, "eval_batch_size": cfg.eval_batch_size,
-        "memory_batch_size": cfg.memory_batch_size, "rounds": cfg.rounds, "warmup": cfg.warmup,
-        "reference": reference, "methods": rows, "ratios_to_reference": ratios,
+        "study": cfg.name,
+        "kind": "compare",
+        "description": cfg.description,
+        "model_overrides": list(cfg.model_overrides),
+        "lengths": vars(lengths),
+        "train_batch_size": cfg.train_batch_size,
+        "eval_batch_size": cfg.eval_batch_size,
+        "memory_batch_size": cfg.memory_batch_size,
+        "rounds": cfg.rounds,
+        "warmup": cfg.warmup,
+        "reference": reference,
+        "methods": rows,
+        "ratios_to_reference": ratios,
         "paper_ratios": OmegaConf.to_container(cfg.get("paper") or {}),
     }
 
@@ -88,9 +111,14 @@ def table(result: dict) -> str:
             cells.append(cell)
         lines.append(" | ".join(cells))
     lengths = result["lengths"]
-    return "\n".join([
-        f"### {result['study']}: {result['description']}",
-        f"Per sample: {lengths['prompt']} prompt + {lengths['answer']} answer tokens, {lengths['visual']} visual "
-        f"tokens per image. Batches: train {result['train_batch_size']}, inference {result['eval_batch_size']}, "
-        f"memory {result['memory_batch_size']}. Medians of {result['rounds']} interleaved rounds after "
-        f"{result['warmup']} warm-up. (ratio: method / {ref})", "", *lines])
+    return "\n".join(
+        [
+            f"### {result['study']}: {result['description']}",
+            f"Per sample: {lengths['prompt']} prompt + {lengths['answer']} answer tokens, {lengths['visual']} visual "
+            f"tokens per image. Batches: train {result['train_batch_size']}, inference {result['eval_batch_size']}, "
+            f"memory {result['memory_batch_size']}. Medians of {result['rounds']} interleaved rounds after "
+            f"{result['warmup']} warm-up. (ratio: method / {ref})",
+            "",
+            *lines,
+        ]
+    )

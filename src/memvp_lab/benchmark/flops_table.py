@@ -37,8 +37,9 @@ class Shape:
         return analytic_lm_flops(self.config, prompt, answer, self.memory, visual_tokens=self.visual_tokens) / 1e9
 
 
-def derive_lengths(shapes: list[Shape], paper: list[float], max_prompt: int = 64, max_answer: int = 40
-                   ) -> tuple[int, int, float]:
+def derive_lengths(
+    shapes: list[Shape], paper: list[float], max_prompt: int = 64, max_answer: int = 40
+) -> tuple[int, int, float]:
     """The (prompt, answer) token lengths whose analytic FLOPs come closest to ``paper`` on every
     shape at once (smallest worst relative error; ties to the shorter lengths), and that error."""
     best: tuple[float, int, int] | None = None
@@ -56,8 +57,9 @@ def paper_flops(experiment: str) -> dict[str, dict[str, float]]:
     path = config_dir() / "experiment" / f"{experiment}.paper.json"
     table = json.loads(path.read_text())
     columns = [(i, c["task"]) for i, c in enumerate(table["columns"]) if c["metric"] == FLOPS_METRIC]
-    return {row: {task: cells[i] for i, task in columns if cells[i] is not None}
-            for row, cells in table["cells"].items()}
+    return {
+        row: {task: cells[i] for i, task in columns if cells[i] is not None} for row, cells in table["cells"].items()
+    }
 
 
 def run(cfg: DictConfig) -> dict:
@@ -68,8 +70,16 @@ def run(cfg: DictConfig) -> dict:
     for backbone in cfg.backbones:
         for method in cfg.methods:
             row = f"{backbone}/{method}"
-            built, _ = build([f"method={method}", f"backbone={backbone}", *cfg.backbone_overrides,
-                              f"vision={cfg.vision}", f"task={cfg.tasks[0]}"], empty=True)
+            built, _ = build(
+                [
+                    f"method={method}",
+                    f"backbone={backbone}",
+                    *cfg.backbone_overrides,
+                    f"vision={cfg.vision}",
+                    f"task={cfg.tasks[0]}",
+                ],
+                empty=True,
+            )
             model, visual = built.model, built.visual
             cells[row] = {}
             for task in cfg.tasks:
@@ -91,29 +101,51 @@ def run(cfg: DictConfig) -> dict:
             log.info("%s: no paper FLOPs for every %s row, lengths not derived", task, cfg.derive_from)
             continue
         prompt, answer, error = derive_lengths([shapes[b] for b in cfg.backbones], values)
-        derived[task] = {"prompt": prompt, "answer": answer, "fit_error": error,
-                         "stored": {"prompt": int(stored[task].lengths.prompt),
-                                    "answer": int(stored[task].lengths.answer)}}
+        derived[task] = {
+            "prompt": prompt,
+            "answer": answer,
+            "fit_error": error,
+            "stored": {"prompt": int(stored[task].lengths.prompt), "answer": int(stored[task].lengths.answer)},
+        }
     for row in cells.values():
         for cell in row.values():
             cell["error"] = None if cell["paper"] is None else cell["measured"] / cell["paper"] - 1
-    errors = [abs(c["error"]) for r, row in cells.items() for c in row.values()
-              if c["error"] is not None and not r.endswith("/" + cfg.derive_from)]
-    return {"study": cfg.name, "kind": "flops_table", "description": cfg.description, "paper": cfg.paper,
-            "derive_from": cfg.derive_from, "tasks": list(cfg.tasks), "derived_lengths": derived, "cells": cells,
-            "max_abs_error_other_rows": max(errors) if errors else None, "tolerance": cfg.tolerance}
+    errors = [
+        abs(c["error"])
+        for r, row in cells.items()
+        for c in row.values()
+        if c["error"] is not None and not r.endswith("/" + cfg.derive_from)
+    ]
+    return {
+        "study": cfg.name,
+        "kind": "flops_table",
+        "description": cfg.description,
+        "paper": cfg.paper,
+        "derive_from": cfg.derive_from,
+        "tasks": list(cfg.tasks),
+        "derived_lengths": derived,
+        "cells": cells,
+        "max_abs_error_other_rows": max(errors) if errors else None,
+        "tolerance": cfg.tolerance,
+    }
 
 
 def table(result: dict) -> str:
     tasks = result["tasks"]
-    lines = [f"### {result['study']}: {result['description']}", "",
-             f"Lengths derived from the `{result['derive_from']}` row (analytic count, 1 multiply-add = 2 FLOPs, "
-             "encoder + decoder + LM head, teacher-forced), as stored in `conf/task/*.yaml`:", "",
-             "task | prompt tokens | answer tokens | worst error on the fitted row | stored in task config",
-             "--- | --- | --- | --- | ---"]
+    lines = [
+        f"### {result['study']}: {result['description']}",
+        "",
+        f"Lengths derived from the `{result['derive_from']}` row (analytic count, 1 multiply-add = 2 FLOPs, "
+        "encoder + decoder + LM head, teacher-forced), as stored in `conf/task/*.yaml`:",
+        "",
+        "task | prompt tokens | answer tokens | worst error on the fitted row | stored in task config",
+        "--- | --- | --- | --- | ---",
+    ]
     for task, d in result["derived_lengths"].items():
-        lines.append(f"{task} | {d['prompt']} | {d['answer']} | {100 * d['fit_error']:.1f}% | "
-                     f"{d['stored']['prompt']} + {d['stored']['answer']}")
+        lines.append(
+            f"{task} | {d['prompt']} | {d['answer']} | {100 * d['fit_error']:.1f}% | "
+            f"{d['stored']['prompt']} + {d['stored']['answer']}"
+        )
     head = ["backbone/method", *(f"{t} GFLOPs (paper)" for t in tasks)]
     lines += ["", " | ".join(head), " | ".join("---" for _ in head)]
     for row, by_task in result["cells"].items():
@@ -128,6 +160,9 @@ def table(result: dict) -> str:
     worst = result["max_abs_error_other_rows"]
     if worst is not None:
         verdict = "within" if worst <= result["tolerance"] else "OUTSIDE"
-        lines += ["", f"Worst deviation over the rows not used for the fit: {100 * worst:.1f}% "
-                      f"({verdict} the {100 * result['tolerance']:.0f}% tolerance)."]
+        lines += [
+            "",
+            f"Worst deviation over the rows not used for the fit: {100 * worst:.1f}% "
+            f"({verdict} the {100 * result['tolerance']:.0f}% tolerance).",
+        ]
     return "\n".join(lines)

@@ -41,15 +41,17 @@ def memory_spec(model: VisionLanguageModel) -> MemorySpec:
     if not isinstance(memory, VisualMemory):
         return MemorySpec()
     stacks = [site.stack for site in memory.sites]
-    return MemorySpec(slots=memory.num_slots, encoder_sites=stacks.count("encoder"),
-                      decoder_sites=stacks.count("decoder"))
+    return MemorySpec(
+        slots=memory.num_slots, encoder_sites=stacks.count("encoder"), decoder_sites=stacks.count("decoder")
+    )
 
 
 def analytic_flops(model: VisionLanguageModel, lengths: Lengths, batch: VLBatch) -> int:
     """Paper Eq. 13-15 (generalised, see ``memvp_lab.flops``) for one sample of ``lengths``."""
     memory = memory_spec(model) if batch.visual is not None else MemorySpec()
-    return analytic_lm_flops(model.lm.config, lengths.prompt, lengths.answer, memory,
-                             visual_tokens=input_visual_tokens(model, batch))
+    return analytic_lm_flops(
+        model.lm.config, lengths.prompt, lengths.answer, memory, visual_tokens=input_visual_tokens(model, batch)
+    )
 
 
 def measured_flops(model: VisionLanguageModel, batch: VLBatch, within: str | None = "lm") -> int:
@@ -82,15 +84,25 @@ def training_memory_bytes(model: VisionLanguageModel, batch: VLBatch) -> dict[st
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     trainable = sum(p.numel() * p.element_size() for _, p in model.trainable_named_parameters())
     activations = saved_activation_bytes(model, batch)
-    return {"weights": weights, "grads_and_optimizer": 3 * trainable, "activations": activations,
-            "total": weights + 3 * trainable + activations}
+    return {
+        "weights": weights,
+        "grads_and_optimizer": 3 * trainable,
+        "activations": activations,
+        "total": weights + 3 * trainable + activations,
+    }
 
 
 class Subject:
     """One model with its optimizer and batches: the operations the studies time."""
 
-    def __init__(self, model: VisionLanguageModel, train_batch: VLBatch, eval_batch: VLBatch, answer_tokens: int,
-                 lr: float = 1e-4) -> None:
+    def __init__(
+        self,
+        model: VisionLanguageModel,
+        train_batch: VLBatch,
+        eval_batch: VLBatch,
+        answer_tokens: int,
+        lr: float = 1e-4,
+    ) -> None:
         self.model, self.answer_tokens = model, answer_tokens
         self.train_batch, self.eval_batch = train_batch, eval_batch
         params = [p for _, p in model.trainable_named_parameters()]

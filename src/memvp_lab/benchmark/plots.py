@@ -24,8 +24,11 @@ def _save(figure, path: Path) -> Path:
 def compare(result: dict, path: Path) -> Path:
     """Train time, inference time and training memory of each method, relative to the reference,
     with the paper's ratios as markers where it gives them."""
-    keys = (("train_s_per_step", "training time"), ("inference_s_per_batch", "inference time"),
-            ("train_memory_mb", "training memory"))
+    keys = (
+        ("train_s_per_step", "training time"),
+        ("inference_s_per_batch", "inference time"),
+        ("train_memory_mb", "training memory"),
+    )
     methods = list(result["methods"])
     figure, (ax,) = _figure(1.6 + 1.3 * len(methods), 3.4)
     width = 0.8 / len(keys)
@@ -72,8 +75,12 @@ def text_length(result: dict, path: Path) -> Path:
     figure, axes = _figure(8.0, 3.4, panels=2)
     xs = [p["text_tokens"] for p in result["points"]]
     for ax, what, label in zip(axes, ("train", "inference"), ("training step", "inference batch")):
-        ax.plot(xs, [p[f"{what}_s_with"] for p in result["points"]], marker="o",
-                label=f"+{result['visual_tokens']} visual tokens")
+        ax.plot(
+            xs,
+            [p[f"{what}_s_with"] for p in result["points"]],
+            marker="o",
+            label=f"+{result['visual_tokens']} visual tokens",
+        )
         ax.plot(xs, [p[f"{what}_s_without"] for p in result["points"]], marker="o", label="text only")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("text tokens")
@@ -86,9 +93,12 @@ def text_length(result: dict, path: Path) -> Path:
 def overhead(result: dict, path: Path) -> Path:
     """MemVP / text-only ratios per backbone: FLOPs by the formula, step times measured."""
     names = list(result["cases"])
-    series = (("lm_flops_ratio_analytic", "LM FLOPs (Eq. 13-15)"),
-              ("model_flops_ratio_counted", "FLOPs with the projector"), ("train_ratio", "train step time"),
-              ("inference_ratio", "inference time"))
+    series = (
+        ("lm_flops_ratio_analytic", "LM FLOPs (Eq. 13-15)"),
+        ("model_flops_ratio_counted", "FLOPs with the projector"),
+        ("train_ratio", "train step time"),
+        ("inference_ratio", "inference time"),
+    )
     figure, (ax,) = _figure(1.6 + 1.6 * len(names), 3.4)
     width = 0.8 / len(series)
     for j, (key, label) in enumerate(series):

@@ -30,7 +30,7 @@ def run(cfg: DictConfig) -> dict:
         batch = synthetic_batch(model, lengths, cfg.train_batch_size, built.visual.feature_dim, cfg.seed)
         subject = Subject(model, batch, batch, lengths.answer, lr=0.0)  # lr 0: every round sees the same model
 
-        def full_step() -> None:
+        def full_step(model=model, subject=subject) -> None:  # this case's model, bound now
             with model.prefix_cache_off():
                 subject.train_step()
 
@@ -42,24 +42,41 @@ def run(cfg: DictConfig) -> dict:
         seconds = medians(interleaved({"full": full_step, "cached": subject.train_step}, cfg.rounds, cfg.warmup))
         layers = len(model.lm.base_model.layers)
         rows[name] = {
-            "layers": layers, "skipped_layers": cache.num_layers, "prompt": lengths.prompt, "answer": lengths.answer,
-            "train_s_full": seconds["full"], "train_s_cached": seconds["cached"],
-            "speedup": seconds["full"] / seconds["cached"], "loss_abs_diff": abs(loss_full - loss_cached),
+            "layers": layers,
+            "skipped_layers": cache.num_layers,
+            "prompt": lengths.prompt,
+            "answer": lengths.answer,
+            "train_s_full": seconds["full"],
+            "train_s_cached": seconds["cached"],
+            "speedup": seconds["full"] / seconds["cached"],
+            "loss_abs_diff": abs(loss_full - loss_cached),
             "hit_rate": cache.hit_rate,
         }
         log.info("%s: %s", name, rows[name])
         del built, model, subject, cache
-    return {"study": cfg.name, "kind": "prefix_cache", "description": cfg.description,
-            "train_batch_size": cfg.train_batch_size, "rounds": cfg.rounds, "warmup": cfg.warmup, "cases": rows}
+    return {
+        "study": cfg.name,
+        "kind": "prefix_cache",
+        "description": cfg.description,
+        "train_batch_size": cfg.train_batch_size,
+        "rounds": cfg.rounds,
+        "warmup": cfg.warmup,
+        "cases": rows,
+    }
 
 
 def table(result: dict) -> str:
-    lines = [f"### {result['study']}: {result['description']}",
-             f"Batch {result['train_batch_size']}; medians of {result['rounds']} interleaved rounds of forward + "
-             "backward + AdamW; every text of the batch cached after the warm-up round.", "",
-             "case | memory in layers | train s/step full | cached | speed-up | loss difference",
-             "--- | --- | --- | --- | --- | ---"]
+    lines = [
+        f"### {result['study']}: {result['description']}",
+        f"Batch {result['train_batch_size']}; medians of {result['rounds']} interleaved rounds of forward + "
+        "backward + AdamW; every text of the batch cached after the warm-up round.",
+        "",
+        "case | memory in layers | train s/step full | cached | speed-up | loss difference",
+        "--- | --- | --- | --- | --- | ---",
+    ]
     for name, r in result["cases"].items():
-        lines.append(f"{name} | {r['skipped_layers']}-{r['layers'] - 1} of {r['layers']} | {r['train_s_full']:.3f} | "
-                     f"{r['train_s_cached']:.3f} | {r['speedup']:.2f}x | {r['loss_abs_diff']:.1e}")
+        lines.append(
+            f"{name} | {r['skipped_layers']}-{r['layers'] - 1} of {r['layers']} | {r['train_s_full']:.3f} | "
+            f"{r['train_s_cached']:.3f} | {r['speedup']:.2f}x | {r['loss_abs_diff']:.1e}"
+        )
     return "\n".join(lines)

@@ -19,9 +19,13 @@ def summarize(sweep: Path) -> Path:
     if not studies:
         raise SystemExit(f"{sweep}: no study results (*/bench.json) to summarise")
     machine = json.loads((studies[0] / "bench.json").read_text())["machine"]
-    parts = [f"# Efficiency benchmarks ({sweep.name})", "",
-             f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} with "
-             f"{machine['torch_threads']} threads" + (f", {machine['gpu']}" if "gpu" in machine else "") + ".", ""]
+    parts = [
+        f"# Efficiency benchmarks ({sweep.name})",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} with "
+        f"{machine['torch_threads']} threads" + (f", {machine['gpu']}" if "gpu" in machine else "") + ".",
+        "",
+    ]
     for folder in studies:
         text = (folder / "bench.md").read_text().strip()
         parts += [text, "", f"![{folder.name}]({folder.name}/bench.png)", ""]

@@ -28,31 +28,55 @@ def run(cfg: DictConfig) -> dict:
     points = []
     for length in cfg.text_lengths:
         w, wo = f"{length}/with", f"{length}/without"
-        points.append({"text_tokens": int(length),
-                       "train_s_with": train_s[w], "train_s_without": train_s[wo],
-                       "inference_s_with": infer_s[w], "inference_s_without": infer_s[wo],
-                       "train_ratio": train_s[w] / train_s[wo], "inference_ratio": infer_s[w] / infer_s[wo]})
+        points.append(
+            {
+                "text_tokens": int(length),
+                "train_s_with": train_s[w],
+                "train_s_without": train_s[wo],
+                "inference_s_with": infer_s[w],
+                "inference_s_without": infer_s[wo],
+                "train_ratio": train_s[w] / train_s[wo],
+                "inference_ratio": infer_s[w] / infer_s[wo],
+            }
+        )
         log.info("%s", points[-1])
-    return {"study": cfg.name, "kind": "text_length", "description": cfg.description, "method": cfg.method,
-            "model_overrides": list(cfg.model_overrides), "visual_tokens": tokens,
-            "answer_tokens": cfg.answer_tokens, "train_batch_size": cfg.train_batch_size,
-            "eval_batch_size": cfg.eval_batch_size, "rounds": cfg.rounds, "warmup": cfg.warmup,
-            "points": points, "paper": OmegaConf.to_container(cfg.get("paper") or {})}
+    return {
+        "study": cfg.name,
+        "kind": "text_length",
+        "description": cfg.description,
+        "method": cfg.method,
+        "model_overrides": list(cfg.model_overrides),
+        "visual_tokens": tokens,
+        "answer_tokens": cfg.answer_tokens,
+        "train_batch_size": cfg.train_batch_size,
+        "eval_batch_size": cfg.eval_batch_size,
+        "rounds": cfg.rounds,
+        "warmup": cfg.warmup,
+        "points": points,
+        "paper": OmegaConf.to_container(cfg.get("paper") or {}),
+    }
 
 
 def table(result: dict) -> str:
     paper = result.get("paper") or {}
-    lines = [f"### {result['study']}: {result['description']}",
-             f"{result['method']} with {result['visual_tokens']} input-space visual tokens vs the same model on the "
-             f"text alone; text length includes {result['answer_tokens']} answer token(s). Batches: train "
-             f"{result['train_batch_size']}, inference {result['eval_batch_size']}. Medians of {result['rounds']} "
-             "interleaved rounds.", "",
-             "text tokens | train s with / without | ratio | inference s with / without | ratio",
-             "--- | --- | --- | --- | ---"]
+    lines = [
+        f"### {result['study']}: {result['description']}",
+        f"{result['method']} with {result['visual_tokens']} input-space visual tokens vs the same model on the "
+        f"text alone; text length includes {result['answer_tokens']} answer token(s). Batches: train "
+        f"{result['train_batch_size']}, inference {result['eval_batch_size']}. Medians of {result['rounds']} "
+        "interleaved rounds.",
+        "",
+        "text tokens | train s with / without | ratio | inference s with / without | ratio",
+        "--- | --- | --- | --- | ---",
+    ]
     for p in result["points"]:
         ref = paper.get(p["text_tokens"]) or paper.get(str(p["text_tokens"])) or {}
         tr = f"{p['train_ratio']:.2f}x" + (f" (paper {ref['train_ratio']}x)" if "train_ratio" in ref else "")
-        inf = f"{p['inference_ratio']:.2f}x" + (f" (paper {ref['inference_ratio']}x)" if "inference_ratio" in ref else "")
-        lines.append(f"{p['text_tokens']} | {p['train_s_with']:.3f} / {p['train_s_without']:.3f} | {tr} | "
-                     f"{p['inference_s_with']:.3f} / {p['inference_s_without']:.3f} | {inf}")
+        inf = f"{p['inference_ratio']:.2f}x" + (
+            f" (paper {ref['inference_ratio']}x)" if "inference_ratio" in ref else ""
+        )
+        lines.append(
+            f"{p['text_tokens']} | {p['train_s_with']:.3f} / {p['train_s_without']:.3f} | {tr} | "
+            f"{p['inference_s_with']:.3f} / {p['inference_s_without']:.3f} | {inf}"
+        )
     return "\n".join(lines)

@@ -28,13 +28,18 @@ def validate(cfg: DictConfig, method: MethodConfig, visual: VisualSpec) -> None:
     multipliers = method.lr_multipliers
     if multipliers is not None:
         if not isinstance(multipliers, Mapping) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in multipliers.values()):
-            raise ConfigError(f"method.lr_multipliers={multipliers!r}: expected {{name pattern: positive number}}, "
-                              "e.g. method.lr_multipliers={prompting.projector.*:10}")
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in multipliers.values()
+        ):
+            raise ConfigError(
+                f"method.lr_multipliers={multipliers!r}: expected {{name pattern: positive number}}, "
+                "e.g. method.lr_multipliers={prompting.projector.*:10}"
+            )
     if hasattr(method, "validate"):
         method.validate(visual, family == "encoder_decoder")
     trainer = cfg.trainer
-    if trainer.get("max_steps", -1) in (None, 0) or (trainer.get("max_steps", -1) < 0 and trainer.get("max_epochs") is None):
+    if trainer.get("max_steps", -1) in (None, 0) or (
+        trainer.get("max_steps", -1) < 0 and trainer.get("max_epochs") is None
+    ):
         raise ConfigError("set trainer.max_steps (>0) or trainer.max_epochs")
     gen = cfg.task.generation
     if gen.max_new_tokens <= 0:

@@ -25,34 +25,44 @@ def load_karpathy(path: Path) -> list[dict]:
     if not isinstance(images, list):
         raise DataError(f"{path} must be an object with an 'images' list (Karpathy's dataset_coco.json)")
     for i, image in enumerate(images):
-        ok = (isinstance(image, dict) and isinstance(image.get("filename"), str) and isinstance(image.get("split"), str)
-              and isinstance(image.get("sentences"), list)
-              and all(isinstance(s, dict) and isinstance(s.get("raw"), str) for s in image["sentences"]))
+        ok = (
+            isinstance(image, dict)
+            and isinstance(image.get("filename"), str)
+            and isinstance(image.get("split"), str)
+            and isinstance(image.get("sentences"), list)
+            and all(isinstance(s, dict) and isinstance(s.get("raw"), str) for s in image["sentences"])
+        )
         if not ok:
-            raise DataError(f"{path} image {i} ({image.get('filename') if isinstance(image, dict) else image!r}): "
-                            "needs 'filename', 'split' and 'sentences' [{'raw': ...}]")
+            raise DataError(
+                f"{path} image {i} ({image.get('filename') if isinstance(image, dict) else image!r}): "
+                "needs 'filename', 'split' and 'sentences' [{'raw': ...}]"
+            )
     return images
 
 
 class CaptionDataset(Dataset):
     """Args:
-        images: Karpathy image entries.
-        splits: the ``split`` values included (``["train", "restval"]`` for training).
-        features: where visual features are read.
-        train: one sample per caption (True) or per image with all references (False).
-        source: the file the entries came from (for messages).
+    images: Karpathy image entries.
+    splits: the ``split`` values included (``["train", "restval"]`` for training).
+    features: where visual features are read.
+    train: one sample per caption (True) or per image with all references (False).
+    source: the file the entries came from (for messages).
     """
 
-    def __init__(self, images: list[dict], splits: Sequence[str], features: FeatureSources, train: bool,
-                 source: str) -> None:
+    def __init__(
+        self, images: list[dict], splits: Sequence[str], features: FeatureSources, train: bool, source: str
+    ) -> None:
         self.features, self.train, self.source = features, train, source
         self.entries = []
         for image in images:
             if image["split"] not in splits:
                 continue
             refs = [s["raw"].strip() for s in image["sentences"]]
-            base = {"img_id": Path(image["filename"]).stem, "question_id": image.get("cocoid", Path(image["filename"]).stem),
-                    "references": refs}
+            base = {
+                "img_id": Path(image["filename"]).stem,
+                "question_id": image.get("cocoid", Path(image["filename"]).stem),
+                "references": refs,
+            }
             if train:
                 self.entries += [{**base, "target": r} for r in refs]
             elif refs:
@@ -65,6 +75,15 @@ class CaptionDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         e = self.entries[i]
-        return {"index": i, "question_id": e["question_id"], "img_id": e["img_id"], "target": e["target"],
-                "weight": 1.0, "answers": e["references"], "group": "", "answer_type": "",
-                "visual": np.asarray(self.features.get(e["img_id"])), "has_image": 1.0}
+        return {
+            "index": i,
+            "question_id": e["question_id"],
+            "img_id": e["img_id"],
+            "target": e["target"],
+            "weight": 1.0,
+            "answers": e["references"],
+            "group": "",
+            "answer_type": "",
+            "visual": np.asarray(self.features.get(e["img_id"])),
+            "has_image": 1.0,
+        }

@@ -38,9 +38,9 @@ class VLCollator:
         for i, r in enumerate(rows):
             if r:
                 if left:
-                    out[i, width - len(r):] = torch.tensor(r)
+                    out[i, width - len(r) :] = torch.tensor(r)
                 else:
-                    out[i, :len(r)] = torch.tensor(r)
+                    out[i, : len(r)] = torch.tensor(r)
         return out
 
     def __call__(self, samples: list[dict]) -> VLBatch:
@@ -51,11 +51,11 @@ class VLCollator:
             tgt = [self.tok(t, add_special_tokens=True)["input_ids"][: self.max_target] for t in targets]
             input_ids = self._pad(enc, self.pad)
             labels = self._pad(tgt, -100)
-            attention = (self._pad([[1] * len(r) for r in enc], 0))
+            attention = self._pad([[1] * len(r) for r in enc], 0)
             prompt_ids, prompt_mask = input_ids, attention
         else:
             bos = [self.tok.bos_token_id] if self.text.add_bos else []
-            p_ids = [bos + self._ids(p)[-(self.max_prompt - len(bos)):] for p in prompts]
+            p_ids = [bos + self._ids(p)[-(self.max_prompt - len(bos)) :] for p in prompts]
             t_ids = [self._ids(t)[: self.max_target] for t in targets]
             full = [p + t for p, t in zip(p_ids, t_ids)]
             input_ids = self._pad(full, self.pad)
@@ -64,16 +64,22 @@ class VLCollator:
             prompt_ids = self._pad(p_ids, self.pad, left=True)
             prompt_mask = self._pad([[1] * len(r) for r in p_ids], 0, left=True)
         return VLBatch(
-            input_ids=input_ids, attention_mask=attention, labels=labels,
-            prompt_ids=prompt_ids, prompt_mask=prompt_mask,
+            input_ids=input_ids,
+            attention_mask=attention,
+            labels=labels,
+            prompt_ids=prompt_ids,
+            prompt_mask=prompt_mask,
             visual=torch.from_numpy(np.stack([s["visual"] for s in samples])).float(),
             has_image=torch.tensor([s["has_image"] for s in samples], dtype=torch.float32),
             weights=torch.tensor([s["weight"] for s in samples], dtype=torch.float32),
             indices=torch.tensor([s["index"] for s in samples], dtype=torch.long),
-            question_ids=[s["question_id"] for s in samples], answers=[s["answers"] for s in samples],
-            groups=[s["group"] for s in samples], answer_types=[s["answer_type"] for s in samples],
+            question_ids=[s["question_id"] for s in samples],
+            answers=[s["answers"] for s in samples],
+            groups=[s["group"] for s in samples],
+            answer_types=[s["answer_type"] for s in samples],
             tags=[list(s.get("tags", ())) for s in samples],
-            pixels=(torch.stack([torch.as_tensor(s["pixels"]) for s in samples]).float()
-                    if "pixels" in samples[0] else None),
+            pixels=(
+                torch.stack([torch.as_tensor(s["pixels"]) for s in samples]).float() if "pixels" in samples[0] else None
+            ),
             num_choices=[int(s["num_choices"]) for s in samples] if "num_choices" in samples[0] else [],
         )

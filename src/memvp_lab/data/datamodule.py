@@ -32,26 +32,39 @@ def _parts(dataset: Dataset) -> list[Dataset]:
 
 class VLDataModule(L.LightningDataModule):
     """Args:
-        root: dataset root; every file argument is relative to it.
-        features: a consolidated ``.h5`` file or a directory of per-image ``<img_id>.h5`` files,
-            or a list of them searched in order; None when the task loads images instead.
-        prompt: the task prompt template over the sample's fields (e.g. ``"{question}"``).
-        batch_size, eval_batch_size: per-process batch sizes.
-        num_workers: DataLoader workers.
-        preload_features: read every needed feature into memory at set-up (small datasets).
-        max_prompt_tokens, max_target_tokens: tokenisation limits.
-        skip_missing_images: drop (and count) samples whose image has no features instead of
-            stopping with an error that names the first such image.
-        standardize_features: scale every feature channel to zero mean and unit variance with
-            statistics of the training images (the same transform for every split).
-        shuffle_seed: seeds the training order and a sample's random choices (with the epoch).
-        backbone, visual: set by the training entry point.
+    root: dataset root; every file argument is relative to it.
+    features: a consolidated ``.h5`` file or a directory of per-image ``<img_id>.h5`` files,
+        or a list of them searched in order; None when the task loads images instead.
+    prompt: the task prompt template over the sample's fields (e.g. ``"{question}"``).
+    batch_size, eval_batch_size: per-process batch sizes.
+    num_workers: DataLoader workers.
+    preload_features: read every needed feature into memory at set-up (small datasets).
+    max_prompt_tokens, max_target_tokens: tokenisation limits.
+    skip_missing_images: drop (and count) samples whose image has no features instead of
+        stopping with an error that names the first such image.
+    standardize_features: scale every feature channel to zero mean and unit variance with
+        statistics of the training images (the same transform for every split).
+    shuffle_seed: seeds the training order and a sample's random choices (with the epoch).
+    backbone, visual: set by the training entry point.
     """
 
-    def __init__(self, root: str, features: str | Sequence[str] | None, prompt: str, batch_size: int, eval_batch_size: int,
-                 num_workers: int, preload_features: bool, max_prompt_tokens: int, max_target_tokens: int,
-                 backbone: Backbone, visual: VisualSpec, skip_missing_images: bool = False,
-                 standardize_features: bool = False, shuffle_seed: int = 0) -> None:
+    def __init__(
+        self,
+        root: str,
+        features: str | Sequence[str] | None,
+        prompt: str,
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int,
+        preload_features: bool,
+        max_prompt_tokens: int,
+        max_target_tokens: int,
+        backbone: Backbone,
+        visual: VisualSpec,
+        skip_missing_images: bool = False,
+        standardize_features: bool = False,
+        shuffle_seed: int = 0,
+    ) -> None:
         super().__init__()
         self.root = Path(root)
         self.features_paths = [features] if isinstance(features, str) else list(features or [])
@@ -82,19 +95,26 @@ class VLDataModule(L.LightningDataModule):
             return
         store = None
         if self.features_paths:  # None: the task reads images instead (vision encoder run on the fly)
-            store = self._store = FeatureSources([self.root / p for p in self.features_paths],
-                                                 self.visual.num_tokens, self.visual.feature_dim)
+            store = self._store = FeatureSources(
+                [self.root / p for p in self.features_paths], self.visual.num_tokens, self.visual.feature_dim
+            )
         datasets = self.build_datasets(store)
         if store is not None:
             self._check_images(datasets, store)
         if self.preload_features and store is not None:
-            ids = [e["img_id"] for d in datasets.values() for part in _parts(d) for e in part.entries
-                   if e.get("img_id") is not None]
+            ids = [
+                e["img_id"]
+                for d in datasets.values()
+                for part in _parts(d)
+                for e in part.entries
+                if e.get("img_id") is not None
+            ]
             store.preload(ids)
             log.info("preloaded features of %d images", len(set(ids)))
         if self.standardize_features and store is not None:
-            train_ids = sorted({e["img_id"] for part in _parts(datasets["train"]) for e in part.entries
-                                if e.get("img_id") is not None})
+            train_ids = sorted(
+                {e["img_id"] for part in _parts(datasets["train"]) for e in part.entries if e.get("img_id") is not None}
+            )
             store.standardize(train_ids)
         self.datasets = datasets
         log.info("data: %s", {k: len(v) for k, v in datasets.items()})
@@ -116,8 +136,12 @@ class VLDataModule(L.LightningDataModule):
                     )
                 gone = {id(e) for e in missing}
                 part.entries = [e for e in part.entries if id(e) not in gone]
-                log.warning("%s: skipped %d samples whose image has no features (e.g. %r)", split, len(missing),
-                            missing[0]["img_id"])
+                log.warning(
+                    "%s: skipped %d samples whose image has no features (e.g. %r)",
+                    split,
+                    len(missing),
+                    missing[0]["img_id"],
+                )
                 if not part.entries:
                     raise FeatureError(f"no {split} sample of {getattr(part, 'source', split)} has features")
 
@@ -132,14 +156,24 @@ class VLDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, batch_size: int, sampler=None) -> DataLoader:
         # A loader-owned generator: creating an iterator never draws from the global torch RNG, so
         # dropout masks do not depend on when loaders were (re)created, e.g. after a resume.
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=self.collate,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          generator=torch.Generator().manual_seed(self.shuffle_seed))
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.shuffle_seed),
+        )
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
-        sampler = ResumableSampler(self.datasets["train"], num_replicas=trainer.world_size if trainer else 1,
-                                   rank=trainer.global_rank if trainer else 0, seed=self.shuffle_seed)
+        sampler = ResumableSampler(
+            self.datasets["train"],
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+            seed=self.shuffle_seed,
+        )
         if self._resume is not None:
             epoch, batches = self._resume
             sampler.resume(epoch, min(batches * self.batch_size, sampler.num_samples))

@@ -232,7 +232,7 @@ def _encoded_batches(encoder, image_paths: dict[str, Path], todo: list[str], bat
     encoder = encoder.to(memory_format=torch.channels_last)
     run = None
     for start in tqdm(range(0, len(todo), batch_size), desc="features", unit="batch"):
-        ids = todo[start:start + batch_size]
+        ids = todo[start : start + batch_size]
         images = torch.stack([load_image(image_paths[i], encoder.image_size) for i in ids])
         images = images.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():

@@ -34,7 +34,9 @@ def load_problems(path: Path) -> dict:
             if not isinstance(p, dict) or not isinstance(p.get(key), kind):
                 raise DataError(f"{path} problem {qid!r}: field {key!r} is missing or not a {kind.__name__}")
         if not 0 <= p["answer"] < len(p["choices"]) or len(p["choices"]) > 26:
-            raise DataError(f"{path} problem {qid!r}: answer {p['answer']} is not one of its {len(p['choices'])} choices")
+            raise DataError(
+                f"{path} problem {qid!r}: answer {p['answer']} is not one of its {len(p['choices'])} choices"
+            )
     return problems
 
 
@@ -44,19 +46,28 @@ def options_text(choices: list[str]) -> str:
 
 class ScienceQADataset(Dataset):
     """Args:
-        problems: parsed ``problems.json``.
-        qids: the split's problem ids.
-        features: pre-extracted features keyed by qid, or None to load images (``image_root``).
-        image_root: ``<root>/images``; images are ``<image_root>/<split>/<qid>/image.png``.
-        image_size: square size images are resized to.
-        visual_shape: (tokens, dim) of the zero input of problems without an image.
-        captions: qid -> caption added to the context, or None.
-        split, source: for image paths and messages.
+    problems: parsed ``problems.json``.
+    qids: the split's problem ids.
+    features: pre-extracted features keyed by qid, or None to load images (``image_root``).
+    image_root: ``<root>/images``; images are ``<image_root>/<split>/<qid>/image.png``.
+    image_size: square size images are resized to.
+    visual_shape: (tokens, dim) of the zero input of problems without an image.
+    captions: qid -> caption added to the context, or None.
+    split, source: for image paths and messages.
     """
 
-    def __init__(self, problems: dict, qids: list[str], features: FeatureSources | None, image_root: Path,
-                 image_size: int, visual_shape: tuple[int, int], captions: dict | None, split: str,
-                 source: str) -> None:
+    def __init__(
+        self,
+        problems: dict,
+        qids: list[str],
+        features: FeatureSources | None,
+        image_root: Path,
+        image_size: int,
+        visual_shape: tuple[int, int],
+        captions: dict | None,
+        split: str,
+        source: str,
+    ) -> None:
         missing = [q for q in qids if q not in problems]
         if missing:
             raise DataError(f"{source}: {len(missing)} {split} ids are not in problems.json, e.g. {missing[0]!r}")
@@ -84,17 +95,30 @@ class ScienceQADataset(Dataset):
         context = " ".join(x for x in (p.get("hint") or "", (self.captions or {}).get(qid, "")) if x).strip()
         has_image = bool(p.get("image"))
         sample = {
-            "index": i, "question_id": qid, "img_id": qid if has_image else None,
-            "question": p["question"], "context": context or "N/A", "options": options_text(p["choices"]),
-            "target": f"{string.ascii_uppercase[p['answer']]}.", "weight": 1.0,
-            "answers": [string.ascii_uppercase[p["answer"]]], "group": p.get("subject", ""), "answer_type": "",
-            "tags": problem_categories(p), "num_choices": len(p["choices"]), "has_image": float(has_image),
+            "index": i,
+            "question_id": qid,
+            "img_id": qid if has_image else None,
+            "question": p["question"],
+            "context": context or "N/A",
+            "options": options_text(p["choices"]),
+            "target": f"{string.ascii_uppercase[p['answer']]}.",
+            "weight": 1.0,
+            "answers": [string.ascii_uppercase[p["answer"]]],
+            "group": p.get("subject", ""),
+            "answer_type": "",
+            "tags": problem_categories(p),
+            "num_choices": len(p["choices"]),
+            "has_image": float(has_image),
         }
         if self.features is not None:
-            sample["visual"] = (np.asarray(self.features.get(qid)) if has_image
-                                else np.zeros(self.visual_shape, dtype=np.float32))
+            sample["visual"] = (
+                np.asarray(self.features.get(qid)) if has_image else np.zeros(self.visual_shape, dtype=np.float32)
+            )
         else:
             sample["visual"] = np.zeros((0, 0), dtype=np.float32)  # computed from the pixels by the model
-            sample["pixels"] = (load_image(self._image_path(qid), self.image_size) if has_image
-                                else np.zeros((3, self.image_size, self.image_size), dtype=np.float32))
+            sample["pixels"] = (
+                load_image(self._image_path(qid), self.image_size)
+                if has_image
+                else np.zeros((3, self.image_size, self.image_size), dtype=np.float32)
+            )
         return sample

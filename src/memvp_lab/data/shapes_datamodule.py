@@ -20,8 +20,11 @@ log = logging.getLogger(__name__)
 
 def extractor_key(vision) -> str:
     """A short hash of the vision encoder's resolved settings (its ``encoder`` node)."""
-    settings = OmegaConf.to_container(vision.encoder, resolve=True) if OmegaConf.is_config(vision.encoder) \
+    settings = (
+        OmegaConf.to_container(vision.encoder, resolve=True)
+        if OmegaConf.is_config(vision.encoder)
         else dict(vision.encoder)
+    )
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -43,10 +46,20 @@ class ShapesVQADataModule(VQADataModule):
         **kwargs: ``VQADataModule`` arguments (``root`` is derived).
     """
 
-    def __init__(self, data_dir: str, seed: int, num_train_images: int, num_val_questions: int,
-                 num_test_questions: int, vision, extract_batch_size: int, **kwargs) -> None:
-        self.spec = shapes_vqa.ShapesVQASpec(seed, num_train_images, num_val_questions, num_test_questions,
-                                             image_size=int(vision.image_size))
+    def __init__(
+        self,
+        data_dir: str,
+        seed: int,
+        num_train_images: int,
+        num_val_questions: int,
+        num_test_questions: int,
+        vision,
+        extract_batch_size: int,
+        **kwargs,
+    ) -> None:
+        self.spec = shapes_vqa.ShapesVQASpec(
+            seed, num_train_images, num_val_questions, num_test_questions, image_size=int(vision.image_size)
+        )
         self.vision_cfg = vision
         self.extract_batch_size = extract_batch_size
         self._prepared = False
@@ -64,6 +77,10 @@ class ShapesVQADataModule(VQADataModule):
         with isolated_rng():
             root = shapes_vqa.generate(self.root.parent, self.spec)
             images = {p.stem: p for p in sorted((root / "images").glob("*.jpg"))}
-            extract_features(lambda: instantiate(self.vision_cfg.encoder), images, root / self.features_paths[0],
-                             batch_size=self.extract_batch_size)
+            extract_features(
+                lambda: instantiate(self.vision_cfg.encoder),
+                images,
+                root / self.features_paths[0],
+                batch_size=self.extract_batch_size,
+            )
         self._prepared = True

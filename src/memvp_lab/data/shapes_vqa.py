@@ -268,9 +268,14 @@ def _write(out: Path, spec: ShapesVQASpec) -> None:
             render_scene(objects, rng, spec.image_size).save(images_dir / f"{img_id}.jpg", quality=95)
             for qtype, question, answer in candidate_questions(objects, rng):
                 candidates.append(
-                    {"img_id": img_id, "sent": question, "question_type": qtype,
-                     "answer_type": ANSWER_TYPE[qtype], "answer": answer,
-                     "tags": [f"objects_{len(objects)}"]}
+                    {
+                        "img_id": img_id,
+                        "sent": question,
+                        "question_type": qtype,
+                        "answer_type": ANSWER_TYPE[qtype],
+                        "answer": answer,
+                        "tags": [f"objects_{len(objects)}"],
+                    }
                 )
         if split == "train":
             chosen = _one_per_type(candidates, rng)
@@ -282,17 +287,28 @@ def _write(out: Path, spec: ShapesVQASpec) -> None:
             qid += 1
             answers = simulate_answers(c["question_type"], c["answer"], rng)
             entry = {
-                "img_id": c["img_id"], "question_id": qid, "sent": c["sent"], "label": _label(answers),
-                "answer_type": c["answer_type"], "question_type": c["question_type"], "tags": c["tags"],
+                "img_id": c["img_id"],
+                "question_id": qid,
+                "sent": c["sent"],
+                "label": _label(answers),
+                "answer_type": c["answer_type"],
+                "question_type": c["question_type"],
+                "tags": c["tags"],
             }
             splits[split].append(entry)
             if split != "train":
-                annotations.append({
-                    "question_id": qid, "image_id": c["img_id"], "question_type": c["question_type"],
-                    "answer_type": c["answer_type"], "multiple_choice_answer": c["answer"],
-                    "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": j + 1}
-                                for j, a in enumerate(answers)],
-                })
+                annotations.append(
+                    {
+                        "question_id": qid,
+                        "image_id": c["img_id"],
+                        "question_type": c["question_type"],
+                        "answer_type": c["answer_type"],
+                        "multiple_choice_answer": c["answer"],
+                        "answers": [
+                            {"answer": a, "answer_confidence": "yes", "answer_id": j + 1} for j, a in enumerate(answers)
+                        ],
+                    }
+                )
     for split, entries in splits.items():
         (out / "vqa" / f"karpathy_{split}.json").write_text(json.dumps(entries))
     (out / "vqa" / "annotations.json").write_text(json.dumps({"annotations": annotations}))

@@ -34,12 +34,26 @@ def load_jsonl(path: Path) -> list[dict]:
         except json.JSONDecodeError as err:
             raise DataError(f"{path} line {n} is not valid JSON: {err}") from err
         choices = [e[f"a{k}"] for k in range(26) if f"a{k}" in e] if isinstance(e, dict) else []
-        if not (isinstance(e, dict) and isinstance(e.get("q"), str) and "vid_name" in e and len(choices) >= 2
-                and isinstance(e.get("answer_idx"), int) and 0 <= e["answer_idx"] < len(choices)):
-            raise DataError(f"{path} line {n}: needs 'qid', 'vid_name', 'q', answers 'a0', 'a1', ... and an "
-                            "'answer_idx' among them")
-        entries.append({"question_id": e.get("qid", n), "img_id": str(e["vid_name"]), "question": e["q"],
-                        "choices": [str(c) for c in choices], "answer": e["answer_idx"]})
+        if not (
+            isinstance(e, dict)
+            and isinstance(e.get("q"), str)
+            and "vid_name" in e
+            and len(choices) >= 2
+            and isinstance(e.get("answer_idx"), int)
+            and 0 <= e["answer_idx"] < len(choices)
+        ):
+            raise DataError(
+                f"{path} line {n}: needs 'qid', 'vid_name', 'q', answers 'a0', 'a1', ... and an 'answer_idx' among them"
+            )
+        entries.append(
+            {
+                "question_id": e.get("qid", n),
+                "img_id": str(e["vid_name"]),
+                "question": e["q"],
+                "choices": [str(c) for c in choices],
+                "answer": e["answer_idx"],
+            }
+        )
     if not entries:
         raise DataError(f"{path} holds no questions (empty split)")
     return entries
@@ -55,7 +69,19 @@ class VideoQADataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         e = self.entries[i]
         letter = string.ascii_uppercase[e["answer"]]
-        return {"index": i, "question_id": e["question_id"], "img_id": e["img_id"], "question": e["question"],
-                "options": options_text(e["choices"]), "target": letter, "weight": 1.0, "answers": [letter],
-                "group": "", "answer_type": "", "tags": [], "num_choices": len(e["choices"]),
-                "visual": np.asarray(self.features.get(e["img_id"])), "has_image": 1.0}
+        return {
+            "index": i,
+            "question_id": e["question_id"],
+            "img_id": e["img_id"],
+            "question": e["question"],
+            "options": options_text(e["choices"]),
+            "target": letter,
+            "weight": 1.0,
+            "answers": [letter],
+            "group": "",
+            "answer_type": "",
+            "tags": [],
+            "num_choices": len(e["choices"]),
+            "visual": np.asarray(self.features.get(e["img_id"])),
+            "has_image": 1.0,
+        }

@@ -9,9 +9,9 @@ from memvp_lab.data.video_qa import VideoQADataset, load_jsonl
 
 class VideoQADataModule(VLDataModule):
     """Args:
-        train_file, val_file, test_file: JSON Lines question files under ``root`` (the paper
-            reports validation: the test sets are not public, so ``test_file`` is the val file).
-        **kwargs: ``VLDataModule`` arguments.
+    train_file, val_file, test_file: JSON Lines question files under ``root`` (the paper
+        reports validation: the test sets are not public, so ``test_file`` is the val file).
+    **kwargs: ``VLDataModule`` arguments.
     """
 
     def __init__(self, train_file: str, val_file: str, test_file: str, **kwargs) -> None:

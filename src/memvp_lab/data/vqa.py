@@ -48,8 +48,10 @@ def load_questions(path: Path) -> list[dict]:
             raise DataError(f"{path} entry {i} is not an object")
         for key, kind in REQUIRED_FIELDS.items():
             if not isinstance(e.get(key), kind):
-                raise DataError(f"{path} entry {i} (question_id={e.get('question_id')!r}): field {key!r} "
-                                f"is missing or not a {kind if isinstance(kind, type) else kind[0]}")
+                raise DataError(
+                    f"{path} entry {i} (question_id={e.get('question_id')!r}): field {key!r} "
+                    f"is missing or not a {kind if isinstance(kind, type) else kind[0]}"
+                )
         if any(not isinstance(s, (int, float)) for s in e["label"].values()):
             raise DataError(f"{path} entry {i} (question_id={e['question_id']!r}): label scores must be numbers")
     return entries
@@ -90,8 +92,9 @@ class VQADataset(Dataset):
         source: the file the entries came from (for error messages).
     """
 
-    def __init__(self, entries: list[dict], features: FeatureStore, references: dict | None, train: bool,
-                 source: str) -> None:
+    def __init__(
+        self, entries: list[dict], features: FeatureStore, references: dict | None, train: bool, source: str
+    ) -> None:
         self.entries = entries
         self.features = features
         self.train = train
@@ -100,8 +103,10 @@ class VQADataset(Dataset):
         if not train and references is not None:
             missing = [e["question_id"] for e in entries if e["question_id"] not in references]
             if missing:
-                raise DataError(f"{len(missing)} questions of {source} have no human answers in the annotation "
-                                f"file, e.g. question_id={missing[0]!r}")
+                raise DataError(
+                    f"{len(missing)} questions of {source} have no human answers in the annotation "
+                    f"file, e.g. question_id={missing[0]!r}"
+                )
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -126,10 +131,16 @@ class VQADataset(Dataset):
             weight = 1.0
         visual = self.features.get(e["img_id"])
         return {
-            "index": i, "question_id": e["question_id"], "img_id": e["img_id"], "question": e["sent"],
-            "target": answer, "weight": weight,
+            "index": i,
+            "question_id": e["question_id"],
+            "img_id": e["img_id"],
+            "question": e["sent"],
+            "target": answer,
+            "weight": weight,
             "answers": self._references(e, label, answer),
-            "group": e.get("question_type", ""), "answer_type": e.get("answer_type", ""),
+            "group": e.get("question_type", ""),
+            "answer_type": e.get("answer_type", ""),
             "tags": list(e.get("tags", ())),
-            "visual": np.asarray(visual), "has_image": 1.0,
+            "visual": np.asarray(visual),
+            "has_image": 1.0,
         }

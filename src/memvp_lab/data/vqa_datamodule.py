@@ -23,12 +23,17 @@ class VQADataModule(VLDataModule):
         **kwargs: ``VLDataModule`` arguments.
     """
 
-    def __init__(self, train_files: Sequence[str], val_file: str, test_file: str,
-                 annotation_file: str | Sequence[str] | None, **kwargs) -> None:
+    def __init__(
+        self,
+        train_files: Sequence[str],
+        val_file: str,
+        test_file: str,
+        annotation_file: str | Sequence[str] | None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.train_files, self.val_file, self.test_file = list(train_files), val_file, test_file
-        self.annotation_files = ([annotation_file] if isinstance(annotation_file, str)
-                                 else list(annotation_file or []))
+        self.annotation_files = [annotation_file] if isinstance(annotation_file, str) else list(annotation_file or [])
 
     def build_datasets(self, store: FeatureSources):
         refs = None

@@ -32,17 +32,22 @@ def _first_arg(args, kwargs):
     return args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values())))
 
 
-def attach_to_sublayer(site: Sublayer, attr: str, module: nn.Module, transform: Transform, needs_x1: bool = False) -> str:
+def attach_to_sublayer(
+    site: Sublayer, attr: str, module: nn.Module, transform: Transform, needs_x1: bool = False
+) -> str:
     """Adds ``module`` as ``<site>.<attr>`` and rewrites the sub-layer output with ``transform``.
 
     Returns the dotted path of the added module (relative to the model the site came from).
     """
     if needs_x1 and site.residual_module is None:
-        raise ConfigError(f"{site.name}: this method needs the sub-layer's residual input, which "
-                          f"{site.kind.value} sub-layers of this architecture do not expose")
+        raise ConfigError(
+            f"{site.name}: this method needs the sub-layer's residual input, which "
+            f"{site.kind.value} sub-layers of this architecture do not expose"
+        )
     site.output_module.add_module(attr, module)
     stash: list[torch.Tensor] = []
     if needs_x1:
+
         def keep_x1(mod, args, kwargs):
             stash.append(_first_arg(args, kwargs))
 
@@ -62,7 +67,9 @@ def attach_parallel(parent: nn.Module, parent_name: str, attr: str, module: nn.M
     parent.add_module(attr, module)
 
     def add(mod, args, kwargs, output):
-        return _replace_first(output, (output[0] if isinstance(output, tuple) else output) + module(_first_arg(args, kwargs)))
+        return _replace_first(
+            output, (output[0] if isinstance(output, tuple) else output) + module(_first_arg(args, kwargs))
+        )
 
     parent.register_forward_hook(add, with_kwargs=True)
     return f"{parent_name}.{attr}"
@@ -71,7 +78,9 @@ def attach_parallel(parent: nn.Module, parent_name: str, attr: str, module: nn.M
 def report(method: str, backbone: str, added: Sequence[str], what: str) -> list[str]:
     """Logs what a method added; raises ``ConfigError`` when it added nothing."""
     if not added:
-        raise ConfigError(f"method={method}: no {what} in backbone={backbone}; check the method's "
-                          "target settings against the architecture")
+        raise ConfigError(
+            f"method={method}: no {what} in backbone={backbone}; check the method's "
+            "target settings against the architecture"
+        )
     log.info("%s: added %d modules (%s): %s ... %s", method, len(added), what, added[0], added[-1])
     return list(added)

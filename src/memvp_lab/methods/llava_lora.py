@@ -23,5 +23,7 @@ class LlavaLoRAConfig(LoRAConfig):
     def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
         super().validate(visual, is_encoder_decoder)
         if is_encoder_decoder:
-            raise ConfigError("method=llava_lora needs a decoder-only backbone (llama_7b, llama_13b, smollm2_135m, "
-                              "tiny_llama); for BART/T5 use method=lora")
+            raise ConfigError(
+                "method=llava_lora needs a decoder-only backbone (llama_7b, llama_13b, smollm2_135m, "
+                "tiny_llama); for BART/T5 use method=lora"
+            )

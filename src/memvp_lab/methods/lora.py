@@ -44,8 +44,14 @@ class LoRAConfig(InputSpaceMethodConfig):
 
     def inject(self, backbone: Backbone) -> list[str]:
         names = sorted({n for t in self.targets for n in PROJECTIONS[t]})
-        config = PeftLoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=names,
-                                bias="none", init_lora_weights=True)
+        config = PeftLoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=names,
+            bias="none",
+            init_lora_weights=True,
+        )
         try:
             inject_adapter_in_model(config, backbone.model)
         except ValueError as err:  # peft: "Target modules ... not found in the base model"

@@ -25,8 +25,9 @@ class Prompting(nn.Module):
     def context(self, batch) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
-    def lm_inputs(self, lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch, *,
-                  generation: bool) -> tuple[dict[str, Any], int]:
+    def lm_inputs(
+        self, lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch, *, generation: bool
+    ) -> tuple[dict[str, Any], int]:
         """Arguments for ``lm(...)`` / ``lm.generate(...)`` and the number of prepended positions.
 
         Args:

@@ -37,6 +37,8 @@ class VLAdapterConfig(InputSpaceMethodConfig):
         return BottleneckAdapter(d_model, self.hidden, self.init)
 
     def inject(self, backbone: Backbone) -> list[str]:
-        added = [attach_to_sublayer(site, "adapter", self.make(backbone.hidden_size), _residual_adapter)
-                 for site in find_sublayers(backbone.model)]
+        added = [
+            attach_to_sublayer(site, "adapter", self.make(backbone.hidden_size), _residual_adapter)
+            for site in find_sublayers(backbone.model)
+        ]
         return report(self.name, backbone.name, added, "attention / FFN sub-layers")

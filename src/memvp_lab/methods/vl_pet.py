@@ -58,7 +58,9 @@ class VLPETConfig(InputSpaceMethodConfig):
     def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
         super().validate(visual, is_encoder_decoder)
         if is_encoder_decoder is False:
-            raise ConfigError("method=vl_pet needs an encoder-decoder backbone (bart_base, t5_base, tiny_bart, tiny_t5)")
+            raise ConfigError(
+                "method=vl_pet needs an encoder-decoder backbone (bart_base, t5_base, tiny_bart, tiny_t5)"
+            )
         if self.hidden <= 0 or self.hidden % self.heads:
             raise ConfigError(f"method.hidden={self.hidden} must be a positive multiple of method.heads={self.heads}")
         if self.init not in INITS:
@@ -68,13 +70,24 @@ class VLPETConfig(InputSpaceMethodConfig):
         d = backbone.hidden_size
         sublayers = find_sublayers(backbone.model)
         added = [
-            attach_to_sublayer(site, "vl_pet", GatedAdapter(d, self.hidden, self.gate_rank, self.scale, self.init,
-                                                            self.zero_up), _gated, needs_x1=True)
+            attach_to_sublayer(
+                site,
+                "vl_pet",
+                GatedAdapter(d, self.hidden, self.gate_rank, self.scale, self.init, self.zero_up),
+                _gated,
+                needs_x1=True,
+            )
             for site in select(sublayers, {"encoder"}, {Kind.self_attn, Kind.ffn})
         ]
         for site in select(sublayers, {"decoder"}, {Kind.cross_attn}):
             attn = site.output_module
             proj_name = "v_proj" if hasattr(attn, "v_proj") else "v"
-            added.append(attach_parallel(getattr(attn, proj_name), f"{site.name}.{proj_name}", "value_adapter",
-                                         BottleneckAdapter(d, self.decoder_hidden, self.init, self.zero_up)))
+            added.append(
+                attach_parallel(
+                    getattr(attn, proj_name),
+                    f"{site.name}.{proj_name}",
+                    "value_adapter",
+                    BottleneckAdapter(d, self.decoder_hidden, self.init, self.zero_up),
+                )
+            )
         return report(self.name, backbone.name, added, "encoder sub-layers and cross-attention value projections")

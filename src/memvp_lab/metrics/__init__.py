@@ -6,5 +6,16 @@ from memvp_lab.metrics.exact_match import ExactMatch, exact_match
 from memvp_lab.metrics.scienceqa import problem_categories, scienceqa_scores
 from memvp_lab.metrics.vqa_score import VQAScore, normalize_answer, vqa_score
 
-__all__ = ["CaptionScores", "ChoiceAccuracy", "ExactMatch", "VQAScore", "caption_scores", "choice_index",
-           "exact_match", "normalize_answer", "problem_categories", "scienceqa_scores", "vqa_score"]
+__all__ = [
+    "CaptionScores",
+    "ChoiceAccuracy",
+    "ExactMatch",
+    "VQAScore",
+    "caption_scores",
+    "choice_index",
+    "exact_match",
+    "normalize_answer",
+    "problem_categories",
+    "scienceqa_scores",
+    "vqa_score",
+]

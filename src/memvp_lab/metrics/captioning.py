@@ -14,8 +14,10 @@ import torch
 
 from memvp_lab.metrics.grouped import GatheredRecords
 
-JAVA_HINT = ("pycocoevalcap's PTB tokenizer needs a Java runtime ('java' on PATH): `make setup` installs "
-             "one where it can (Debian: apt-get install default-jre-headless)")
+JAVA_HINT = (
+    "pycocoevalcap's PTB tokenizer needs a Java runtime ('java' on PATH): `make setup` installs "
+    "one where it can (Debian: apt-get install default-jre-headless)"
+)
 
 
 def caption_scores(predictions: dict, references: dict, meteor: bool = True) -> dict[str, float]:
@@ -39,9 +41,11 @@ def caption_scores(predictions: dict, references: dict, meteor: bool = True) -> 
     tokenizer = PTBTokenizer()
     gts = tokenizer.tokenize({k: [{"caption": c} for c in references[k]] for k in predictions})
     res = tokenizer.tokenize({k: [{"caption": predictions[k]}] for k in predictions})
-    out = {"bleu4": Bleu(4).compute_score(gts, res, verbose=0)[0][3],
-           "rouge_l": Rouge().compute_score(gts, res)[0],
-           "cider": Cider().compute_score(gts, res)[0]}
+    out = {
+        "bleu4": Bleu(4).compute_score(gts, res, verbose=0)[0][3],
+        "rouge_l": Rouge().compute_score(gts, res)[0],
+        "cider": Cider().compute_score(gts, res)[0],
+    }
     if meteor:
         from pycocoevalcap.meteor.meteor import Meteor
 
@@ -58,14 +62,16 @@ class CaptionScores(GatheredRecords):
         super().__init__(**kwargs)
         self.meteor = meteor
 
-    def update(self, predictions: Sequence[str], references: Sequence[Sequence[str]],
-               indices: Sequence[int] | torch.Tensor) -> None:
+    def update(
+        self, predictions: Sequence[str], references: Sequence[Sequence[str]], indices: Sequence[int] | torch.Tensor
+    ) -> None:
         self.add([{"p": p, "r": list(r)} for p, r in zip(predictions, references)], indices)
 
     def compute(self) -> dict[str, torch.Tensor]:
         records = self.records()
         if not records:
             return {}
-        scores = caption_scores({i: r["p"] for i, r in enumerate(records)},
-                                {i: r["r"] for i, r in enumerate(records)}, meteor=self.meteor)
+        scores = caption_scores(
+            {i: r["p"] for i, r in enumerate(records)}, {i: r["r"] for i, r in enumerate(records)}, meteor=self.meteor
+        )
         return {k: torch.tensor(v, dtype=torch.float64) for k, v in scores.items()}

@@ -27,6 +27,11 @@ def choice_index(text: str, num_choices: int) -> int:
 class ChoiceAccuracy(GroupedMean):
     """Accuracy of predicted option indices against the correct ones, overall and per tag."""
 
-    def update(self, predicted: Sequence[int], correct: Sequence[int], tags: Sequence[Sequence[str]] | None = None,
-               indices: Sequence[int] | torch.Tensor | None = None) -> None:
+    def update(
+        self,
+        predicted: Sequence[int],
+        correct: Sequence[int],
+        tags: Sequence[Sequence[str]] | None = None,
+        indices: Sequence[int] | torch.Tensor | None = None,
+    ) -> None:
         self.add([float(p == c) for p, c in zip(predicted, correct)], tags, indices)

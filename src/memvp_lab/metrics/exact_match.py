@@ -15,7 +15,12 @@ def exact_match(prediction: str, answers: Sequence[str]) -> float:
 
 
 class ExactMatch(GroupedMean):
-    def update(self, predictions: Sequence[str], answers: Sequence[Sequence[str]],
-               groups: Sequence[str] | None = None, indices: Sequence[int] | torch.Tensor | None = None) -> None:
+    def update(
+        self,
+        predictions: Sequence[str],
+        answers: Sequence[Sequence[str]],
+        groups: Sequence[str] | None = None,
+        indices: Sequence[int] | torch.Tensor | None = None,
+    ) -> None:
         memberships = [[g] for g in groups] if groups is not None else None
         self.add([exact_match(p, a) for p, a in zip(predictions, answers)], memberships, indices)

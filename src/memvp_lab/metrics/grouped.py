@@ -27,7 +27,8 @@ def first_occurrence(index: torch.Tensor) -> torch.Tensor:
         unique, inverse = torch.unique(index, return_inverse=True)
         order = torch.arange(len(index), device=index.device)
         first = torch.full((len(unique),), len(index), device=index.device).scatter_reduce(
-            0, inverse, order, reduce="amin")
+            0, inverse, order, reduce="amin"
+        )
         keep[first] = True
     return keep
 
@@ -49,8 +50,12 @@ class GroupedMean(Metric):
         self.add_state("score", default=[], dist_reduce_fx="cat")
         self.add_state("member", default=[], dist_reduce_fx="cat")
 
-    def add(self, scores: Sequence[float], memberships: Sequence[Sequence[str]] | None = None,
-            indices: Sequence[int] | torch.Tensor | None = None) -> None:
+    def add(
+        self,
+        scores: Sequence[float],
+        memberships: Sequence[Sequence[str]] | None = None,
+        indices: Sequence[int] | torch.Tensor | None = None,
+    ) -> None:
         n = len(scores)
         self.score.append(torch.tensor(list(scores), dtype=torch.float64, device=self.device))
         lookup = {g: i for i, g in enumerate(self.groups)}
@@ -63,8 +68,12 @@ class GroupedMean(Metric):
         index = torch.as_tensor(indices, dtype=torch.long) if indices is not None else torch.full((n,), -1)
         self.sample_index.append(index.to(self.device))
 
-    def update(self, scores: Sequence[float], memberships: Sequence[Sequence[str]] | None = None,
-               indices: Sequence[int] | torch.Tensor | None = None) -> None:
+    def update(
+        self,
+        scores: Sequence[float],
+        memberships: Sequence[Sequence[str]] | None = None,
+        indices: Sequence[int] | torch.Tensor | None = None,
+    ) -> None:
         """Scores computed elsewhere; subclasses score predictions themselves."""
         self.add(scores, memberships, indices)
 
@@ -117,7 +126,7 @@ class GatheredRecords(Metric):
         offsets = [0, *torch.cumsum(lengths, 0).tolist()]
         keep = first_occurrence(index)
         rows = sorted((int(index[i]), i) for i in range(len(index)) if keep[i])
-        return [json.loads(data[offsets[i]:offsets[i + 1]]) for _, i in rows]
+        return [json.loads(data[offsets[i] : offsets[i + 1]]) for _, i in rows]
 
     def update(self, records: Sequence[dict], indices: Sequence[int] | torch.Tensor) -> None:
         self.add(records, indices)

@@ -54,8 +54,18 @@ you'dve:you'd've youll:you'll youre:you're youve:you've
 """
 CONTRACTIONS: dict[str, str] = dict(pair.split(":", 1) for pair in _CONTRACTION_PAIRS.split())
 NUMBER_WORDS = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
 }
 ARTICLES = frozenset({"a", "an", "the"})
 PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
@@ -152,9 +162,13 @@ class VQAScore(GroupedMean):
         super().__init__(groups=groups, **kwargs)
         self.rule = rule
 
-    def update(self, predictions: Sequence[str], answers: Sequence[Sequence[str]],
-               groups: Sequence[str | Sequence[str]] | None = None,
-               indices: Sequence[int] | torch.Tensor | None = None) -> None:
+    def update(
+        self,
+        predictions: Sequence[str],
+        answers: Sequence[Sequence[str]],
+        groups: Sequence[str | Sequence[str]] | None = None,
+        indices: Sequence[int] | torch.Tensor | None = None,
+    ) -> None:
         if len(predictions) != len(answers):
             raise ValueError(f"{len(predictions)} predictions but {len(answers)} answer lists")
         memberships = [[g] if isinstance(g, str) else list(g) for g in groups] if groups is not None else None

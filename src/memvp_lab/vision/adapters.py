@@ -39,5 +39,7 @@ def add_mlp_adapters(vit: nn.Module, dim: int, scale: float, dropout: float) -> 
     if blocks is None:
         raise ValueError(f"vision.adapters needs a ViT with .blocks, not {type(vit).__name__}")
     width = vit.embed_dim
-    return [attach_parallel(block.mlp, f"blocks.{i}.mlp", "adapter", ParallelAdapter(width, dim, scale, dropout))
-            for i, block in enumerate(blocks)]
+    return [
+        attach_parallel(block.mlp, f"blocks.{i}.mlp", "adapter", ParallelAdapter(width, dim, scale, dropout))
+        for i, block in enumerate(blocks)
+    ]

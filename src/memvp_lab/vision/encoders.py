@@ -20,8 +20,14 @@ class GridEncoder(nn.Module):
         features_only: ``model`` is a timm ``features_only`` model (its last output is used).
     """
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], image_size: int,
-                 features_only: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        image_size: int,
+        features_only: bool = False,
+    ) -> None:
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.features_only = features_only
@@ -44,8 +50,15 @@ class ViTTokenEncoder(nn.Module):
     part when given.
     """
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], image_size: int,
-                 layer: int = -2, adapters: dict | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        image_size: int,
+        layer: int = -2,
+        adapters: dict | None = None,
+    ) -> None:
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.image_size = image_size
@@ -62,8 +75,9 @@ class ViTTokenEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std
-        (tokens,) = self.model.forward_intermediates(x, indices=[self.layer], norm=True, stop_early=True,
-                                                     output_fmt="NLC", intermediates_only=True)
+        (tokens,) = self.model.forward_intermediates(
+            x, indices=[self.layer], norm=True, stop_early=True, output_fmt="NLC", intermediates_only=True
+        )
         return tokens
 
 

@@ -85,9 +85,18 @@ def find_image(img_id: str, folders: Sequence[Path]) -> Path | None:
     return None
 
 
-def task_queries(datamodule: VLDataModule, *, split: str, question_ids: Sequence = (),
-                 question_types: Sequence[str] = (), per_type: int = 1, question: str | None = None,
-                 image_dir: str | None = None, image_size: int, device: str = "cpu") -> list[Query]:
+def task_queries(
+    datamodule: VLDataModule,
+    *,
+    split: str,
+    question_ids: Sequence = (),
+    question_types: Sequence[str] = (),
+    per_type: int = 1,
+    question: str | None = None,
+    image_dir: str | None = None,
+    image_size: int,
+    device: str = "cpu",
+) -> list[Query]:
     """Samples of the run's task: by question id, and/or the first ``per_type`` of each question
     type (entry field ``question_type``), in split order. ``question`` replaces their question."""
     parts = _split_parts(datamodule, split)
@@ -121,8 +130,9 @@ def task_queries(datamodule: VLDataModule, *, split: str, question_ids: Sequence
             path = find_image(str(sample["img_id"]), folders)
             image = None if path is None else _hwc(load_image(path, image_size))
         name = f"q{sample['question_id']}" + (f"_{_slug(question)}" if question else "")
-        queries.append(Query(name, sample, _batch(datamodule, sample, device), image,
-                             reference=sample.get("target") or None))
+        queries.append(
+            Query(name, sample, _batch(datamodule, sample, device), image, reference=sample.get("target") or None)
+        )
     return queries
 
 
@@ -135,17 +145,26 @@ def image_features(vision: DictConfig, datamodule: VLDataModule, pixels: torch.T
     return store.standardized(feats) if store is not None else feats
 
 
-def image_queries(vision: DictConfig, datamodule: VLDataModule, image: str | Path, questions: Sequence[str],
-                  device: str = "cpu") -> list[Query]:
+def image_queries(
+    vision: DictConfig, datamodule: VLDataModule, image: str | Path, questions: Sequence[str], device: str = "cpu"
+) -> list[Query]:
     """Questions about an image file."""
     path = Path(image)
     if not path.is_file():
         raise ConfigError(f"image={image}: no such file")
     if not questions:
-        raise ConfigError(f"image={image} needs a question: question=\"...\" (or a list of them)")
+        raise ConfigError(f'image={image} needs a question: question="..." (or a list of them)')
     pixels = load_image(path, int(vision.image_size))
-    base = {"index": 0, "img_id": path.stem, "target": "", "weight": 1.0, "answers": [], "group": "",
-            "answer_type": "", "has_image": 1.0}
+    base = {
+        "index": 0,
+        "img_id": path.stem,
+        "target": "",
+        "weight": 1.0,
+        "answers": [],
+        "group": "",
+        "answer_type": "",
+        "has_image": 1.0,
+    }
     if datamodule.feature_sources is None:  # the model runs the vision encoder itself
         base.update(pixels=pixels, visual=np.zeros((0, 0), dtype=np.float32))
     else:
@@ -153,6 +172,7 @@ def image_queries(vision: DictConfig, datamodule: VLDataModule, image: str | Pat
     queries = []
     for k, question in enumerate(questions):
         sample = {**base, "question_id": f"{path.stem}_{k}", "question": str(question)}
-        queries.append(Query(f"{_slug(path.stem)}_{_slug(question)}", sample, _batch(datamodule, sample, device),
-                             _hwc(pixels)))
+        queries.append(
+            Query(f"{_slug(path.stem)}_{_slug(question)}", sample, _batch(datamodule, sample, device), _hwc(pixels))
+        )
     return queries

@@ -46,16 +46,40 @@ def _overlay(ax, heat: np.ndarray, image: np.ndarray | None) -> None:
     rows, cols = heat.shape
     _show(ax, image, (rows, cols))
     lo, hi = float(heat.min()), float(heat.max())
-    ax.imshow(heat, extent=(0, cols, rows, 0), cmap="jet", alpha=0.5 if image is not None else 1.0,
-              vmin=lo, vmax=hi if hi > lo else lo + 1e-12, interpolation="nearest")
-    ax.text(0.02, 0.02, f"{lo:.3g} .. {hi:.3g}", transform=ax.transAxes, fontsize=6, color="white",
-            bbox=dict(facecolor="black", alpha=0.5, pad=1, linewidth=0))
+    ax.imshow(
+        heat,
+        extent=(0, cols, rows, 0),
+        cmap="jet",
+        alpha=0.5 if image is not None else 1.0,
+        vmin=lo,
+        vmax=hi if hi > lo else lo + 1e-12,
+        interpolation="nearest",
+    )
+    ax.text(
+        0.02,
+        0.02,
+        f"{lo:.3g} .. {hi:.3g}",
+        transform=ax.transAxes,
+        fontsize=6,
+        color="white",
+        bbox=dict(facecolor="black", alpha=0.5, pad=1, linewidth=0),
+    )
 
 
-def draw_question(path: str | Path, *, image: np.ndarray | None, question: str, answer: str,
-                  maps: np.ndarray, labels: Sequence[str], layer_maps: np.ndarray | None = None,
-                  sites: Sequence[str] = (), blocked: Sequence[int] = (), answer_blocked: str | None = None,
-                  reference: str | None = None) -> Path:
+def draw_question(
+    path: str | Path,
+    *,
+    image: np.ndarray | None,
+    question: str,
+    answer: str,
+    maps: np.ndarray,
+    labels: Sequence[str],
+    layer_maps: np.ndarray | None = None,
+    sites: Sequence[str] = (),
+    blocked: Sequence[int] = (),
+    answer_blocked: str | None = None,
+    reference: str | None = None,
+) -> Path:
     """Writes one question's PNG; returns its path.
 
     Args:
@@ -79,13 +103,21 @@ def draw_question(path: str | Path, *, image: np.ndarray | None, question: str, 
     fig = Figure(figsize=figure_inches(columns, 1 + layer_rows), dpi=DPI)
     FigureCanvasAgg(fig)
     top = 1 - TITLE_INCHES / figure_inches(columns, 1 + layer_rows)[1]
-    axes = fig.subplots(1 + layer_rows, columns, squeeze=False,
-                        gridspec_kw=dict(left=0.02, right=0.98, bottom=0.02, top=top, wspace=0.08, hspace=0.25))
+    axes = fig.subplots(
+        1 + layer_rows,
+        columns,
+        squeeze=False,
+        gridspec_kw=dict(left=0.02, right=0.98, bottom=0.02, top=top, wspace=0.08, hspace=0.25),
+    )
     title = f"Q: {question}\nanswer: {answer!r}" + (f"   (reference: {reference!r})" if reference else "")
     if blocked:
         title += f"   |   {len(blocked)} most-retrieved cells blocked: {answer_blocked!r}"
-    fig.suptitle("\n".join(textwrap.fill(line, width=int(columns * 22)) for line in title.split("\n")),
-                 fontsize=8, y=0.995, va="top")
+    fig.suptitle(
+        "\n".join(textwrap.fill(line, width=int(columns * 22)) for line in title.split("\n")),
+        fontsize=8,
+        y=0.995,
+        va="top",
+    )
 
     _show(axes[0, 0], image, (rows, cols))
     axes[0, 0].set_title("image", fontsize=8)
@@ -97,14 +129,22 @@ def draw_question(path: str | Path, *, image: np.ndarray | None, question: str, 
         _show(ax, image, (rows, cols))
         for rank, slot in enumerate(blocked):
             r, c = divmod(int(slot), cols)
-            ax.add_patch(Rectangle((c, r), 1, 1, fill=True, facecolor="black", alpha=0.35, edgecolor="red",
-                                   linewidth=1.2))
+            ax.add_patch(
+                Rectangle((c, r), 1, 1, fill=True, facecolor="black", alpha=0.35, edgecolor="red", linewidth=1.2)
+            )
             ax.text(c + 0.5, r + 0.5, str(rank + 1), ha="center", va="center", fontsize=6, color="white")
         ax.set_title(f"blocked: {answer_blocked!r}", fontsize=8)
     for s in range(layer_rows):
         axes[s + 1, 0].axis("off")
-        axes[s + 1, 0].text(0.5, 0.5, _short(sites[s]) if s < len(sites) else f"FFN {s}", ha="center",
-                            va="center", fontsize=8, transform=axes[s + 1, 0].transAxes)
+        axes[s + 1, 0].text(
+            0.5,
+            0.5,
+            _short(sites[s]) if s < len(sites) else f"FFN {s}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            transform=axes[s + 1, 0].transAxes,
+        )
         for t in range(tokens):
             _overlay(axes[s + 1, t + 1], np.asarray(layer_maps[s, t]), image)
         if blocked:

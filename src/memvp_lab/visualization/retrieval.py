@@ -37,8 +37,10 @@ def visual_memory(model: VisionLanguageModel, method_name: str) -> VisualMemory:
             "visual-knowledge locating and distortion need a MemVP run (method=memvp)"
         )
     if prompting.projector is None:
-        raise NoVisualMemory(f"method={method_name} with method.ablation={prompting.ablation.value} has only "
-                             "position-only memory slots: no visual slot to locate or block")
+        raise NoVisualMemory(
+            f"method={method_name} with method.ablation={prompting.ablation.value} has only "
+            "position-only memory slots: no visual slot to locate or block"
+        )
     return prompting
 
 
@@ -47,20 +49,24 @@ def grid_shape(memory: VisualMemory, grid: bool = True) -> tuple[int, int]:
     tokens = memory.num_prompt_tokens
     side = math.isqrt(tokens)
     if not grid or side * side != tokens:
-        raise NoVisualMemory(f"the visual memory holds {tokens} visual slots that are not a square image grid "
-                             f"(vision.grid={grid}); heat maps over the image need grid features")
+        raise NoVisualMemory(
+            f"the visual memory holds {tokens} visual slots that are not a square image grid "
+            f"(vision.grid={grid}); heat maps over the image need grid features"
+        )
     return side, side
 
 
 @contextmanager
-def bound_with(memory: VisualMemory, *, observer: ScoreObserver | None = None,
-               blocked: torch.Tensor | None = None) -> Iterator[None]:
+def bound_with(
+    memory: VisualMemory, *, observer: ScoreObserver | None = None, blocked: torch.Tensor | None = None
+) -> Iterator[None]:
     """Inside the block, every call of the model (``forward``, ``generate``) binds its visual memory
     with ``observer`` and ``blocked`` as well.
 
     ``VisionLanguageModel`` binds the memory through the prompting hook ``memory.context(batch)``;
     this shadows that hook on the instance for the duration of the block.
     """
+
     def context(batch: VLBatch):
         return memory.bind(batch.visual, batch.has_image, observer=observer, blocked=blocked)
 
@@ -71,8 +77,14 @@ def bound_with(memory: VisualMemory, *, observer: ScoreObserver | None = None,
         del memory.context
 
 
-def prompt_states(model: VisionLanguageModel, batch: VLBatch, *, memory: bool = True,
-                  observer: ScoreObserver | None = None, blocked: torch.Tensor | None = None) -> torch.Tensor:
+def prompt_states(
+    model: VisionLanguageModel,
+    batch: VLBatch,
+    *,
+    memory: bool = True,
+    observer: ScoreObserver | None = None,
+    blocked: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The prompts through the language model once: the last hidden states of a decoder-only model,
     the encoder's of an encoder-decoder (the question reaches only the encoder there).
 
@@ -117,14 +129,17 @@ def capture_scores(model: VisionLanguageModel, batch: VLBatch) -> Scores:
 
     prompt_states(model, batch, observer=observe)
     if not seen:
-        raise NoVisualMemory("no FFN with visual memory sees the question: this encoder-decoder has memory only "
-                             "in its decoder (method.layers=decoder), and the question passes through the encoder")
+        raise NoVisualMemory(
+            "no FFN with visual memory sees the question: this encoder-decoder has memory only "
+            "in its decoder (method.layers=decoder), and the question passes through the encoder"
+        )
     order = sorted(seen)
     return Scores(torch.stack([seen[i] for i in order]), [memory.sites[i].name for i in order])
 
 
-def token_maps(scores: torch.Tensor, positions: Sequence[int], grid: tuple[int, int],
-               per_layer: bool = False) -> torch.Tensor:
+def token_maps(
+    scores: torch.Tensor, positions: Sequence[int], grid: tuple[int, int], per_layer: bool = False
+) -> torch.Tensor:
     """Heat maps of the visual slots for the prompt ``positions`` of one sample.
 
     Args:
@@ -151,16 +166,26 @@ def top_slots(scores: torch.Tensor, positions: Sequence[int], num_visual: int, k
     return slot_weights(scores, positions, num_visual).topk(k).indices
 
 
-def blocked_mask(memory: VisualMemory, slots: Sequence[int] | torch.Tensor, batch_size: int = 1,
-                 device: torch.device | str | None = None) -> torch.Tensor:
+def blocked_mask(
+    memory: VisualMemory,
+    slots: Sequence[int] | torch.Tensor,
+    batch_size: int = 1,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """``bind``'s (batch_size, num_slots) bool mask with ``slots`` blocked in every sample."""
     mask = torch.zeros(batch_size, memory.num_slots, dtype=torch.bool, device=device)
     mask[:, torch.as_tensor(slots, dtype=torch.long)] = True
     return mask
 
 
-def generate(model: VisionLanguageModel, batch: VLBatch, generation: dict, *,
-             blocked: torch.Tensor | None = None, observer: ScoreObserver | None = None) -> list[str]:
+def generate(
+    model: VisionLanguageModel,
+    batch: VLBatch,
+    generation: dict,
+    *,
+    blocked: torch.Tensor | None = None,
+    observer: ScoreObserver | None = None,
+) -> list[str]:
     """``model.generate`` with the memory's ``blocked`` slots (and an ``observer``), if given."""
     if blocked is None and observer is None:
         return model.generate(batch, **generation)
@@ -191,8 +216,14 @@ class Located:
     answer_blocked: str | None
 
 
-def locate(model: VisionLanguageModel, batch: VLBatch, positions: Sequence[int], grid: tuple[int, int],
-           generation: dict, block_top_k: int = 0) -> Located:
+def locate(
+    model: VisionLanguageModel,
+    batch: VLBatch,
+    positions: Sequence[int],
+    grid: tuple[int, int],
+    generation: dict,
+    block_top_k: int = 0,
+) -> Located:
     """Heat maps of the tokens at ``positions`` of a one-sample ``batch`` and, with ``block_top_k``,
     the answer after blocking that many most-retrieved visual slots (ranked over the same tokens)."""
     if len(batch) != 1:

@@ -20,10 +20,10 @@ from memvp_lab.visualization.retrieval import visual_memory
 @dataclass
 class Run:
     """Attributes:
-        dir: the run folder.
-        cfg: the run's resolved config (``results.json`` ``config``).
-        built: method, visual spec, backbone and model (trained tensors loaded, eval mode).
-        memory: the model's visual memory.
+    dir: the run folder.
+    cfg: the run's resolved config (``results.json`` ``config``).
+    built: method, visual spec, backbone and model (trained tensors loaded, eval mode).
+    memory: the model's visual memory.
     """
 
     dir: Path
@@ -41,8 +41,9 @@ def run_config(run_dir: str | Path, data_dir: str | None = None) -> DictConfig:
     and every ``task.data`` path under it) elsewhere."""
     results = Path(run_dir) / "results.json"
     if not results.exists():
-        raise ConfigError(f"run_dir={run_dir}: no results.json there (a finished run folder holds results.json "
-                          "and trainable/)")
+        raise ConfigError(
+            f"run_dir={run_dir}: no results.json there (a finished run folder holds results.json and trainable/)"
+        )
     cfg = OmegaConf.create(json.loads(results.read_text())["config"])
     if data_dir is not None:
         old = str(cfg.paths.data_dir)
@@ -50,7 +51,7 @@ def run_config(run_dir: str | Path, data_dir: str | None = None) -> DictConfig:
             cfg.paths.data_dir = str(data_dir)
             for key, value in cfg.task.data.items():
                 if isinstance(value, str) and value.startswith(old):
-                    cfg.task.data[key] = str(data_dir) + value[len(old):]
+                    cfg.task.data[key] = str(data_dir) + value[len(old) :]
     return cfg
 
 
@@ -74,8 +75,9 @@ def data_module(run: Run) -> VLDataModule:
     if "preload_features" in node:
         with open_dict(node):
             node.preload_features = False
-    datamodule = build(node, _partial_=True)(backbone=run.built.backbone, visual=run.built.visual,
-                                              shuffle_seed=run.cfg.seed)
+    datamodule = build(node, _partial_=True)(
+        backbone=run.built.backbone, visual=run.built.visual, shuffle_seed=run.cfg.seed
+    )
     datamodule.prepare_data()
     datamodule.setup("test")
     return datamodule

@@ -30,9 +30,11 @@ def prompt_text(collator: VLCollator, sample: dict) -> str:
     try:
         return collator.text.prompt.format(prompt=collator.prompt.format(**sample))
     except KeyError as err:
-        raise ConfigError(f"the task's prompt template {collator.prompt!r} needs the field {err} that this sample "
-                          "does not have (an image path gives only a question: pick a dataset sample with "
-                          "question_id=... for this task)") from None
+        raise ConfigError(
+            f"the task's prompt template {collator.prompt!r} needs the field {err} that this sample "
+            "does not have (an image path gives only a question: pick a dataset sample with "
+            "question_id=... for this task)"
+        ) from None
 
 
 def _label(tokenizer, token_id: int) -> str:

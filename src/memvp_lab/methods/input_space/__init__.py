@@ -4,5 +4,10 @@ from memvp_lab.methods.input_space.config import InputPromptConfig, build_input_
 from memvp_lab.methods.input_space.pooling import GridPool
 from memvp_lab.methods.input_space.prompting import DecoderOnlyInputPrompting, EncoderDecoderInputPrompting
 
-__all__ = ["DecoderOnlyInputPrompting", "EncoderDecoderInputPrompting", "GridPool", "InputPromptConfig",
-           "build_input_prompting"]
+__all__ = [
+    "DecoderOnlyInputPrompting",
+    "EncoderDecoderInputPrompting",
+    "GridPool",
+    "InputPromptConfig",
+    "build_input_prompting",
+]

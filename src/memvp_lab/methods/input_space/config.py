@@ -42,13 +42,17 @@ class InputPromptConfig:
         if self.pool_mode not in ("max", "avg"):
             raise ConfigError(f"method.prompt.pool_mode={self.pool_mode!r}: expected max or avg")
         if self.pool_size and not visual.grid:
-            raise ConfigError(f"method.prompt.pool_size={self.pool_size} pools a 2D grid, but this vision config gives "
-                              "a sequence of tokens (vision.grid=false); set method.prompt.pool_size=null")
+            raise ConfigError(
+                f"method.prompt.pool_size={self.pool_size} pools a 2D grid, but this vision config gives "
+                "a sequence of tokens (vision.grid=false); set method.prompt.pool_size=null"
+            )
         if self.pool_size is not None and self.pool_size <= 0:
             raise ConfigError(f"method.prompt.pool_size={self.pool_size} must be positive (or null for no pooling)")
         if self.pool_size and pooled_tokens(visual.num_tokens, self.pool_size) > visual.num_tokens:
-            raise ConfigError(f"method.prompt.pool_size={self.pool_size} gives more tokens than the "
-                              f"{visual.num_tokens} visual tokens; choose a smaller size")
+            raise ConfigError(
+                f"method.prompt.pool_size={self.pool_size} gives more tokens than the "
+                f"{visual.num_tokens} visual tokens; choose a smaller size"
+            )
 
     def num_tokens(self, visual: VisualSpec) -> int:
         return pooled_tokens(visual.num_tokens, self.pool_size)
@@ -66,8 +70,9 @@ def add_visual_vocabulary(backbone: Backbone, init_std: float) -> int:
     new_tokens += [f"<vis_extra_id_{i}>" for i in range(VISUAL_ID_TOKENS - 1, -1, -1)]
     size = length + len(new_tokens)
     if real:
-        backbone.tokenizer.add_special_tokens({"additional_special_tokens": new_tokens},
-                                              replace_extra_special_tokens=False)
+        backbone.tokenizer.add_special_tokens(
+            {"additional_special_tokens": new_tokens}, replace_extra_special_tokens=False
+        )
         size = len(backbone.tokenizer)
     model = backbone.model
     old = model.get_input_embeddings().weight.shape[0]
@@ -89,8 +94,10 @@ def build_input_prompting(config: InputPromptConfig, backbone: Backbone, visual:
     tokens = config.num_tokens(visual)
     if backbone.is_encoder_decoder:
         if tokens > VISUAL_ID_TOKENS:
-            raise ConfigError(f"{tokens} visual tokens exceed the {VISUAL_ID_TOKENS} visual-id vocabulary rows; "
-                              "set method.prompt.pool_size")
+            raise ConfigError(
+                f"{tokens} visual tokens exceed the {VISUAL_ID_TOKENS} visual-id vocabulary rows; "
+                "set method.prompt.pool_size"
+            )
         size = add_visual_vocabulary(backbone, config.vocab_init_std)
         norm = "rms" if backbone.model.config.model_type == "t5" else "layer"
         embedding = VisualEmbedding(visual.feature_dim, backbone.hidden_size, norm, config.init)

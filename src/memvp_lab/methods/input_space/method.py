@@ -40,5 +40,11 @@ class InputSpaceMethodConfig(MethodConfig):
         self.validate(visual, backbone.is_encoder_decoder)
         prompting = build_input_prompting(self.prompt, backbone, visual)
         injected = self.inject(backbone)
-        return VisionLanguageModel(backbone, prompting, injected=injected, unfreeze=self.unfreeze,
-                                   vision_tower=vision_tower, cache_frozen_prefix=self.cache_frozen_prefix)
+        return VisionLanguageModel(
+            backbone,
+            prompting,
+            injected=injected,
+            unfreeze=self.unfreeze,
+            vision_tower=vision_tower,
+            cache_frozen_prefix=self.cache_frozen_prefix,
+        )

@@ -52,6 +52,7 @@ class EncoderDecoderInputPrompting(Prompting):
         """Hooks on the encoder that act while a call is bound (``_text_len`` set)."""
         encoder = lm.get_encoder()
         if self.layout == "bart":
+
             def text_positions(module, args, output):
                 if self._text_len is None:
                     return None
@@ -68,6 +69,7 @@ class EncoderDecoderInputPrompting(Prompting):
             encoder.embed_positions.register_forward_hook(text_positions)
             encoder.layernorm_embedding.register_forward_hook(text_layernorm)
         else:
+
             def text_bias(module, args, kwargs):
                 if self._text_len is None or kwargs.get("position_bias") is not None:
                     return None

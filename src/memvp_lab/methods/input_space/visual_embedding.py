@@ -31,11 +31,11 @@ class RMSNorm(nn.Module):
 
 class VisualEmbedding(nn.Module):
     """Args:
-        feature_dim: visual feature width (2048 for CLIP-RN101 grids).
-        d_model: the language model's width.
-        norm: ``layer`` (BART) or ``rms`` (T5).
-        init: ``normal`` (BART) or ``torch`` (T5), see ``memvp_lab.methods.adapters``.
-        n_images: rows of the image-order embedding.
+    feature_dim: visual feature width (2048 for CLIP-RN101 grids).
+    d_model: the language model's width.
+    norm: ``layer`` (BART) or ``rms`` (T5).
+    init: ``normal`` (BART) or ``torch`` (T5), see ``memvp_lab.methods.adapters``.
+    n_images: rows of the image-order embedding.
     """
 
     def __init__(self, feature_dim: int, d_model: int, norm: str, init: str, n_images: int = 2) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
 from enum import Enum
+from typing import Optional
 
 from omegaconf import MISSING
 
@@ -52,11 +52,15 @@ class MemVPConfig(MethodConfig):
         if self.pool_mode not in ("max", "avg"):
             raise ConfigError(f"method.pool_mode={self.pool_mode!r}: expected max or avg")
         if self.pool_size and not visual.grid:
-            raise ConfigError(f"method.pool_size={self.pool_size} pools a 2D grid, but this vision config gives a "
-                              "sequence of tokens (vision.grid=false); set method.pool_size=null")
-        if self.pool_size is not None and (self.pool_size <= 0 or self.pool_size ** 2 > visual.num_tokens):
-            raise ConfigError(f"method.pool_size={self.pool_size} must be positive with pool_size^2 <= the "
-                              f"{visual.num_tokens} visual tokens (or null for no pooling)")
+            raise ConfigError(
+                f"method.pool_size={self.pool_size} pools a 2D grid, but this vision config gives a "
+                "sequence of tokens (vision.grid=false); set method.pool_size=null"
+            )
+        if self.pool_size is not None and (self.pool_size <= 0 or self.pool_size**2 > visual.num_tokens):
+            raise ConfigError(
+                f"method.pool_size={self.pool_size} must be positive with pool_size^2 <= the "
+                f"{visual.num_tokens} visual tokens (or null for no pooling)"
+            )
         needed = min_slots(self.ablation, pooled_tokens(visual.num_tokens, self.pool_size))
         if self.n < needed:
             raise ConfigError(
@@ -64,7 +68,9 @@ class MemVPConfig(MethodConfig):
                 f"set method.n>={needed}"
             )
         if is_encoder_decoder is False and self.layers is LayerSet.encoder:
-            raise ConfigError("method.layers=encoder but the backbone is decoder-only; set method.layers=decoder or all")
+            raise ConfigError(
+                "method.layers=encoder but the backbone is decoder-only; set method.layers=decoder or all"
+            )
         for key in ("lr", "lam", "scale"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"method.{key}={getattr(self, key)} must be positive")
@@ -83,13 +89,33 @@ class MemVPConfig(MethodConfig):
                 "and BART fc1/fc2 layers"
             )
         memory = VisualMemory(
-            sites, backbone.hidden_size, visual.feature_dim, visual.num_tokens, n=self.n, lam=self.lam,
-            scale=self.scale, dropout=self.dropout, projector_hidden=self.projector_hidden,
-            projector_bias=self.projector_bias, shared_positions=self.shared_positions,
-            ablation=self.ablation, pos_k_init_std=self.pos_k_init_std, pos_v_init_std=self.pos_v_init_std,
+            sites,
+            backbone.hidden_size,
+            visual.feature_dim,
+            visual.num_tokens,
+            n=self.n,
+            lam=self.lam,
+            scale=self.scale,
+            dropout=self.dropout,
+            projector_hidden=self.projector_hidden,
+            projector_bias=self.projector_bias,
+            shared_positions=self.shared_positions,
+            ablation=self.ablation,
+            pos_k_init_std=self.pos_k_init_std,
+            pos_v_init_std=self.pos_v_init_std,
             pool=GridPool(self.pool_size, self.pool_mode),
         )
-        log.info("MemVP: visual memory (%d slots) in %d FFNs: %s ... %s", memory.num_slots, len(sites),
-                 sites[0].name, sites[-1].name)
-        return VisionLanguageModel(backbone, memory, unfreeze=self.unfreeze, vision_tower=vision_tower,
-                                   cache_frozen_prefix=self.cache_frozen_prefix)
+        log.info(
+            "MemVP: visual memory (%d slots) in %d FFNs: %s ... %s",
+            memory.num_slots,
+            len(sites),
+            sites[0].name,
+            sites[-1].name,
+        )
+        return VisionLanguageModel(
+            backbone,
+            memory,
+            unfreeze=self.unfreeze,
+            vision_tower=vision_tower,
+            cache_frozen_prefix=self.cache_frozen_prefix,
+        )

@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from memvp_lab.methods.input_space.pooling import GridPool, pooled_tokens
 from memvp_lab.methods.memvp.ffn_sites import FFNSite
 from memvp_lab.methods.memvp.projector import Projector
-from memvp_lab.methods.input_space.pooling import GridPool, pooled_tokens
 from memvp_lab.methods.prompting import Prompting
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class _Bound:
     def for_batch(self, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Prompts and blocked-entry mask for a call whose batch is ``batch`` rows."""
         if batch not in self.expanded:
+
             def repeat(t):
                 return t if t is None or t.shape[0] == batch else t.repeat_interleave(batch // t.shape[0], dim=0)
 
@@ -100,10 +101,25 @@ class VisualMemory(Prompting):
         pool: 2D pooling of the visual grid before projection (paper Fig. 4 right), or None.
     """
 
-    def __init__(self, sites: Sequence[FFNSite], d_model: int, feature_dim: int, num_visual_tokens: int, *,
-                 n: int, lam: float, scale: float, dropout: float, projector_hidden: int,
-                 projector_bias: bool, shared_positions: bool, ablation: Ablation,
-                 pos_k_init_std: float, pos_v_init_std: float, pool: GridPool | None = None) -> None:
+    def __init__(
+        self,
+        sites: Sequence[FFNSite],
+        d_model: int,
+        feature_dim: int,
+        num_visual_tokens: int,
+        *,
+        n: int,
+        lam: float,
+        scale: float,
+        dropout: float,
+        projector_hidden: int,
+        projector_bias: bool,
+        shared_positions: bool,
+        ablation: Ablation,
+        pos_k_init_std: float,
+        pos_v_init_std: float,
+        pool: GridPool | None = None,
+    ) -> None:
         super().__init__()
         if not sites:
             raise ValueError("VisualMemory needs at least one FFN site")
@@ -111,8 +127,9 @@ class VisualMemory(Prompting):
         self.pool = pool if pool is not None and pool.size else None
         prompt_tokens = pooled_tokens(num_visual_tokens, self.pool.size if self.pool else None)
         if n < min_slots(self.ablation, prompt_tokens):
-            raise ValueError(f"n={n} memory slots cannot hold the visual prompts "
-                             f"({min_slots(self.ablation, prompt_tokens)} needed)")
+            raise ValueError(
+                f"n={n} memory slots cannot hold the visual prompts ({min_slots(self.ablation, prompt_tokens)} needed)"
+            )
         self.n, self.lam, self.scale, self.dropout = n, lam, scale, dropout
         self.num_visual_tokens = num_visual_tokens  # per image, as the vision encoder gives them
         self.num_prompt_tokens = prompt_tokens  # after pooling: the visual entries per FFN
@@ -120,8 +137,11 @@ class VisualMemory(Prompting):
         num_pos = 1 if shared_positions else len(sites)
         self.pos_k = nn.Parameter(torch.randn(num_pos, n, d_model) * pos_k_init_std)
         self.pos_v = nn.Parameter(torch.randn(num_pos, n, d_model) * pos_v_init_std)
-        self.projector = (None if self.ablation is Ablation.no_visual
-                          else Projector(feature_dim, d_model, projector_hidden, projector_bias))
+        self.projector = (
+            None
+            if self.ablation is Ablation.no_visual
+            else Projector(feature_dim, d_model, projector_hidden, projector_bias)
+        )
         self._sites = tuple(sites)  # a tuple, so the LM's modules are not registered twice
         self._bound: _Bound | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -140,6 +160,7 @@ class VisualMemory(Prompting):
     # ------------------------------------------------------------------ hooks
     def _attach(self, index: int, site: FFNSite) -> None:
         if site.input_module is site.output_module:
+
             def add_memory(module, args, kwargs, output):
                 if self._bound is None:
                     return None
@@ -185,8 +206,14 @@ class VisualMemory(Prompting):
         return prompts
 
     @contextmanager
-    def bind(self, visual: torch.Tensor, has_image: torch.Tensor | None = None, *,
-             observer: ScoreObserver | None = None, blocked: torch.Tensor | None = None) -> Iterator[None]:
+    def bind(
+        self,
+        visual: torch.Tensor,
+        has_image: torch.Tensor | None = None,
+        *,
+        observer: ScoreObserver | None = None,
+        blocked: torch.Tensor | None = None,
+    ) -> Iterator[None]:
         """Makes the FFNs retrieve from this batch's visual memory for the duration of the block.
 
         Args:
@@ -209,8 +236,9 @@ class VisualMemory(Prompting):
         """The prompting hook of ``VisionLanguageModel``: bind this batch's visual memory."""
         return self.bind(batch.visual, batch.has_image)
 
-    def _split(self, position: torch.Tensor, prompts: torch.Tensor | None, visual_in: bool
-               ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def _split(
+        self, position: torch.Tensor, prompts: torch.Tensor | None, visual_in: bool
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Keys or values of one FFN in two parts, slots in order: the per-sample visual entries
         (B or beams, m, d) or None, then the entries every sample shares (slots - m, d).
 
@@ -259,5 +287,7 @@ class VisualMemory(Prompting):
         return self.scale * out
 
     def extra_repr(self) -> str:
-        return (f"sites={len(self._sites)}, n={self.n}, lam={self.lam}, scale={self.scale}, "
-                f"dropout={self.dropout}, shared_positions={self.shared_positions}, ablation={self.ablation.value}")
+        return (
+            f"sites={len(self._sites)}, n={self.n}, lam={self.lam}, scale={self.scale}, "
+            f"dropout={self.dropout}, shared_positions={self.shared_positions}, ablation={self.ablation.value}"
+        )
