@@ -279,7 +279,7 @@ def test_report_names_the_vqa_rule_warns_on_mixed_versions_and_shows_failed_cell
     markdown = (tmp_path / "out" / "table1.md").read_text()
     assert "failed (n=1) [paper" in _row(markdown, "bart_base/lora")  # not "missing", never a score
     assert "missing [paper" in _row(markdown, "bart_base/vl_adapter")
-    assert "- VQAv2 VQA score: scored with the `vl_t5` VQA rule" in markdown
+    assert "- scored with the `vl_t5` VQA rule: VQAv2 VQA score\n" in markdown
     assert "- warning: runs made with different transformers versions: 5.24.0 (2 runs), 5.25.0 (1 run)" in markdown
     assert "torch versions" not in markdown
     rows = {(r["row"], r["column"]): r for r in csv.DictReader((tmp_path / "out" / "table1.csv").open())}

@@ -101,6 +101,11 @@ def _row_key(record: dict, fields: list[str]) -> str:
     return "/".join(_row_value(record["config"], f) for f in fields)
 
 
+def _scored_by_rule(column: dict) -> bool:
+    """The columns a run's ``metric_rule`` applies to: its VQA accuracies."""
+    return "vqa_score" in column["metric"]
+
+
 def failed(record: dict) -> bool:
     return record.get("status") == "failed"
 
@@ -123,7 +128,7 @@ def build_table(spec: dict, runs: list[dict]) -> dict[str, list[Cell]]:
                     [r[column["metric"]] * column.get("scale", 1) for r in scored],
                     paper_value,
                     failed=sum(map(failed, mine)),
-                    rules={r["metric_rule"] for r in scored if r.get("metric_rule")},
+                    rules={r["metric_rule"] for r in scored if r.get("metric_rule") and _scored_by_rule(column)},
                 )
             )
         rows[key] = cells
@@ -145,15 +150,17 @@ def version_warnings(runs: list[dict]) -> list[str]:
 
 
 def scoring_notes(spec: dict, rows: dict[str, list[Cell]]) -> list[str]:
-    """Which rule scored each column that has one (VQA accuracy); a warning where a column mixes rules."""
+    """Which rule scored the columns that have one (VQA accuracy), one line per rule; a warning
+    for a column that mixes rules."""
+    by_rule: dict[str, list[str]] = {}
     notes = []
     for i, column in enumerate(spec["columns"]):
         rules = set().union(*(cells[i].rules for cells in rows.values())) if rows else set()
         if len(rules) == 1:
-            notes.append(f"{column['label']}: scored with the `{rules.pop()}` VQA rule")
+            by_rule.setdefault(rules.pop(), []).append(column["label"])
         elif rules:
             notes.append(f"warning: {column['label']} mixes VQA rules {sorted(rules)}: its cells are not comparable")
-    return notes
+    return [f"scored with the `{rule}` VQA rule: {', '.join(labels)}" for rule, labels in by_rule.items()] + notes
 
 
 def _fmt(cell: Cell, compare: bool = True) -> str:
