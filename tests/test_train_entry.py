@@ -252,28 +252,14 @@ def test_features_commands_run_as_documented(tmp_path):
     for i, color in enumerate(("red", "green", "blue")):
         Image.new("RGB", (64, 48), color).save(images / f"img{i}.jpg")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    run = [sys.executable, "-m", "memvp_lab.features"]
-    subprocess.run(
-        [*run, "extract", "--vision", "efficientnet_lite0", "--images", str(images), "--out", "f.h5"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [*run, "extract", "--vision", "efficientnet_lite0", "--images", str(images), "--out", "per_image"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [*run, "consolidate", "--src", "per_image", "--out", "all.h5"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    commands = [
+        f"extract --vision efficientnet_lite0 --images {images} --out f.h5",
+        f"extract --vision efficientnet_lite0 --images {images} --out per_image",
+        "consolidate --src per_image --out all.h5",
+    ]
+    for command in commands:
+        args = [sys.executable, "-m", "memvp_lab.features", *command.split()]
+        subprocess.run(args, cwd=tmp_path, env=env, check=True, capture_output=True)
     with h5py.File(tmp_path / "f.h5") as one, h5py.File(tmp_path / "all.h5") as merged:
         assert sorted(one) == sorted(merged) == ["img0", "img1", "img2"]
         for key in one:
