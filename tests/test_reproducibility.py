@@ -142,6 +142,8 @@ def test_nan_loss_stops_the_run_and_is_recorded(data_dir, tmp_path):
         ),
         tmp_path,
     )
+    earlier = json.dumps({"status": "completed", "test/vqa_score": 0.5})  # a finished run in the same folder
+    (tmp_path / "results.json").write_text(earlier)
     with pytest.raises(NonFiniteLossError, match=r"training loss is (nan|inf|-inf) at optimizer step (\d+)") as err:
         train(cfg)
     step = int(err.value.args[0].split("optimizer step ")[1].split()[0])
@@ -150,6 +152,7 @@ def test_nan_loss_stops_the_run_and_is_recorded(data_dir, tmp_path):
     assert record["status"] == "failed" and record["error"].startswith("NonFiniteLossError: ")
     assert record["failed_at_step"] == step
     assert not any(k.startswith(("test/", "val/")) for k in record)  # never a score
+    assert (tmp_path / "results.previous.json").read_text() == earlier  # kept, not overwritten
     # the newest checkpoint is the last good state: written after step - 1, before the bad step
     import torch
 

@@ -148,6 +148,17 @@ def wandb_run_id(cfg: DictConfig, run_dir: Path) -> None:
         node.resume = "allow"
 
 
+def keep_completed_record(path: Path) -> None:
+    """Moves a completed run's results.json aside (``results.previous.json``) before a rerun in the
+    same folder records its failure there, so a failed rerun never erases a finished result."""
+    try:
+        completed = json.loads(path.read_text()).get("status") != "failed"
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return
+    if completed:
+        path.replace(path.with_name("results.previous.json"))
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Builds everything from ``cfg``, trains, tests, writes ``results.json``; returns the metrics.
 
@@ -211,6 +222,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     except Exception as error:
         global_zero = trainer.is_global_zero if trainer is not None else int(os.environ.get("RANK", "0")) == 0
         if global_zero:
+            keep_completed_record(out_dir / "results.json")
             write_failure(
                 out_dir / "results.json",
                 error,
