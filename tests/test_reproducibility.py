@@ -180,3 +180,25 @@ def test_deterministic_switch_runs_and_changes_nothing_on_cpu(data_dir, tmp_path
         torch.use_deterministic_algorithms(False)  # process-wide: leave later tests as they were
     assert training_losses(runs[0]) == training_losses(runs[1])
     assert scores(runs[0]) == scores(runs[1])
+
+
+def test_isolated_rng_neither_reads_nor_advances_the_global_streams():
+    import random
+
+    import numpy as np
+    import torch
+
+    from memvp_lab.rng import isolated_rng
+
+    def draw():
+        return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+    torch.manual_seed(5), random.seed(5), np.random.seed(5)
+    expected = draw()
+    torch.manual_seed(5), random.seed(5), np.random.seed(5)
+    with isolated_rng():
+        inside = draw()
+    assert draw() == expected  # the global streams continue as if the block had not run
+    torch.manual_seed(9), random.seed(9), np.random.seed(9)
+    with isolated_rng():
+        assert draw() == inside  # inside: its own seed, whatever the global state was

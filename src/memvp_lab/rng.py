@@ -54,10 +54,8 @@ def isolated_rng(seed: int = 0) -> Iterator[None]:
     streams that training draws from, so a first run and a later run of the same command train
     identically.
     """
-    saved = rng_states()
+    saved = rng_states()  # CUDA's too, where CUDA is initialised
     outer_seed = torch.initial_seed()
-    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
-    cuda_states = torch.cuda.get_rng_state_all() if cuda else None
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds the CUDA generators too
@@ -65,9 +63,7 @@ def isolated_rng(seed: int = 0) -> Iterator[None]:
         yield
     finally:
         restore_rng_states(saved)
-        if cuda_states is not None:
-            torch.cuda.set_rng_state_all(cuda_states)
-        elif torch.cuda.is_available() and torch.cuda.is_initialized():
+        if "torch_cuda" not in saved and torch.cuda.is_available() and torch.cuda.is_initialized():
             # CUDA was first initialised inside the block: its generators start where a fresh
             # process's would
             torch.cuda.manual_seed_all(outer_seed)
