@@ -150,7 +150,7 @@ bench: setup  ## Efficiency studies (conf/study/): FLOPs, step time, memory vs t
 	for study in $$(echo "$(BENCH_STUDIES)" | tr ',' ' '); do \
 	  $(PY) -m memvp_lab.bench study=$$study hydra.run.dir=$$sweep/$$study $(ARGS) || exit 1; \
 	done; \
-	$(PY) -m memvp_lab.benchmark.summary $$sweep
+	$(PY) -m memvp_lab.benchmark.sweep_summary $$sweep
 
 visualize: setup  ## Fig. 5/6 heat maps for the newest `make demo` run: color/position/count questions (<run>/visualize/)
 	@run=$$(ls -d outputs/demo/*/ 2>/dev/null | sort -r | while read -r d; do \

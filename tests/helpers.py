@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from memvp_lab.backbones.tiny import build_tiny
-from memvp_lab.methods.base import Schedule, VisualSpec
+from memvp_lab.methods.base import Schedule
 from memvp_lab.methods.memvp import Ablation, LayerSet, MemVPConfig
+from memvp_lab.vision.spec import VisualSpec
 
 FAMILY = {"llama": "decoder_only", "bart": "encoder_decoder", "t5": "encoder_decoder"}
 

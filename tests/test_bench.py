@@ -15,15 +15,15 @@ from memvp_lab.benchmark.flops_table import Shape, derive_lengths, paper_flops
 from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens, synthetic_batch, task_lengths, text_only
 from memvp_lab.benchmark.measure import (
     analytic_flops,
-    build,
+    build_for_study,
     interleaved,
     measured_flops,
     memory_spec,
     saved_activation_bytes,
 )
-from memvp_lab.benchmark.summary import summarize
-from memvp_lab.factory import build_model
+from memvp_lab.benchmark.sweep_summary import summarize
 from memvp_lab.paths import config_dir
+from memvp_lab.training.factory import build_model
 
 TINY = ["vision=tiny_random"]
 
@@ -106,7 +106,7 @@ def test_table1_lengths_follow_from_the_full_fine_tuning_row_and_predict_memvp()
         shapes = {}
         for backbone in ("bart_base", "t5_base"):
             for method in ("full_ft", "memvp"):
-                built, _ = build(
+                built, _ = build_for_study(
                     [
                         f"method={method}",
                         f"backbone={backbone}",

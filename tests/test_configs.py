@@ -9,11 +9,11 @@ import pytest
 from hydra.utils import get_class, get_method, instantiate
 
 from conftest import make_config
-from memvp_lab.config.errors import ConfigError
 from memvp_lab.config.validate import validate
-from memvp_lab.factory import method_and_visual
-from memvp_lab.methods.base import VisualSpec
+from memvp_lab.errors import ConfigError
 from memvp_lab.paths import config_dir
+from memvp_lab.training.factory import method_and_visual
+from memvp_lab.vision.spec import VisualSpec
 
 
 def options(group: str) -> list[str]:
@@ -32,12 +32,12 @@ def expected_error(method: str, backbone: str, vision: str) -> str | None:
     family = make_config([f"backbone={backbone}"]).backbone.family
     if vision == "clip_vit_l14":  # trains ViT adapters; shapes_vqa serves pre-extracted features
         return "vision.adapters"
+    if method == "llava_lora" and family == "encoder_decoder":  # the family is checked first
+        return "method=llava_lora needs a decoder-only backbone"
+    if method == "vl_pet" and family == "decoder_only":
+        return "method=vl_pet needs an encoder-decoder backbone"
     if vision == "clip_vit_b32_frames" and method not in ("memvp", "llava_lora"):  # frames: no grid to pool
         return "method.prompt.pool_size"
-    if method == "llava_lora" and family == "encoder_decoder":
-        return "method=llava_lora"
-    if method == "vl_pet" and family == "decoder_only":
-        return "method=vl_pet"
     return None
 
 

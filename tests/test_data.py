@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from memvp_lab.data import shapes_vqa
-from memvp_lab.data.features import FeatureError, FeatureStore, consolidate
-from memvp_lab.data.vqa import DataError, VQADataset, load_annotations, load_questions
+from memvp_lab.data.extraction import consolidate
+from memvp_lab.data.feature_files import FeatureStore
+from memvp_lab.data.vqa import VQADataset, load_annotations, load_questions
+from memvp_lab.errors import DataError, FeatureError
 from memvp_lab.metrics.vqa_score import normalize_answer
 
 SPEC = shapes_vqa.ShapesVQASpec(seed=3, num_train_images=12, num_val_questions=10, num_test_questions=40)

@@ -20,18 +20,18 @@ from omegaconf import OmegaConf
 
 import memvp_lab.train  # noqa: F401  (registers the resolvers a run's config uses)
 from conftest import REPO, make_config
-from memvp_lab.evaluation import CaptionEvaluator
-from memvp_lab.factory import method_and_visual
-from memvp_lab.paper_numbers import TRAINABLE_M
+from memvp_lab.metrics.evaluators import CaptionEvaluator
 from memvp_lab.paths import config_dir
 from memvp_lab.report import _row_key, paper_spec
-from memvp_lab.results import write_results
+from memvp_lab.results.paper_numbers import TRAINABLE_M
+from memvp_lab.results.records import write_results
+from memvp_lab.training.factory import method_and_visual
 
 EXPERIMENTS = REPO / "experiments"
 NAMES = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
 REPORTS = sorted(p.name.removesuffix(".paper.json") for p in EXPERIMENTS.glob("*.paper.json"))
 NO_PAPER_JSON: set[str] = set()  # experiments without paper numbers (none today)
-# Metrics every run writes besides its task's scores (train.py, callbacks.py, lit_module.py).
+# Metrics every run writes besides its task's scores (train.py, training/callbacks.py, training/lit_module.py).
 RUN_KEYS = {
     "params/trainable",
     "params/total",
@@ -41,7 +41,7 @@ RUN_KEYS = {
     "memory/peak_rss_gb",
     "memory/peak_cuda_gb",
 }
-RUN_KEY_SOURCES = ("train.py", "callbacks.py", "lit_module.py")
+RUN_KEY_SOURCES = ("train.py", "training/callbacks.py", "training/lit_module.py")
 
 
 def sweep_jobs(experiment: str) -> list[list[str]]:
@@ -176,7 +176,7 @@ def _column(report: str, label: str) -> dict[str, float | None]:
 
 
 def test_paper_numbers_agree_across_tables():
-    # #Trainable as printed in Table 2 (memvp_lab.paper_numbers, checked by test_params).
+    # #Trainable as printed in Table 2 (memvp_lab.results.paper_numbers, checked by test_params).
     for report in ("table2", "table3"):
         for key, value in _column(report, "#Trainable (M)").items():
             backbone, method = key.split("/")

@@ -7,7 +7,7 @@ import torch
 
 from helpers import VISUAL, memvp_config, tiny
 from memvp_lab.batch import VLBatch
-from memvp_lab.flops import (
+from memvp_lab.model.flops import (
     MemorySpec,
     analytic_lm_flops,
     count_flops,

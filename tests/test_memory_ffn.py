@@ -223,7 +223,7 @@ def test_layer_range_selects_sites_per_stack():
         "encoder.block.1.layer.1.DenseReluDense",
         "decoder.block.1.layer.2.DenseReluDense",
     ]
-    from memvp_lab.config.errors import ConfigError
+    from memvp_lab.errors import ConfigError
 
     with pytest.raises(ConfigError, match="first_layer=5"):
         memvp_config(first_layer=5).build(tiny("llama"), VISUAL)

@@ -11,18 +11,19 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import make_config
-from memvp_lab.checkpoint import CheckpointMismatch, load_trainable, save_trainable
-from memvp_lab.config.errors import ConfigError
 from memvp_lab.data.collate import VLCollator
-from memvp_lab.factory import build_model, method_and_visual
-from memvp_lab.methods.base import VisualSpec
-from memvp_lab.model import norm_modules
-from memvp_lab.optim import param_groups
+from memvp_lab.errors import CheckpointMismatch, ConfigError
+from memvp_lab.methods.registry import methods, runs_on
+from memvp_lab.model.vision_language_model import norm_modules
+from memvp_lab.training.checkpoint import load_trainable, save_trainable
+from memvp_lab.training.factory import build_model, method_and_visual
+from memvp_lab.training.optim import param_groups
+from memvp_lab.vision.spec import VisualSpec
 
 ARCHS = ("tiny_bart", "tiny_t5", "tiny_llama")
-ENC_DEC_METHODS = ("memvp", "lora", "vl_adapter", "compacter", "vl_pet", "full_ft")
-DEC_METHODS = ("memvp", "lora", "vl_adapter", "compacter", "full_ft", "llava_lora")
-CASES = [(m, a) for a in ARCHS for m in (DEC_METHODS if a == "tiny_llama" else ENC_DEC_METHODS)]
+# Every registered method on every tiny backbone of a family it runs on (a method registered
+# through an entry point is tested too).
+CASES = [(m, a) for a in ARCHS for m in methods() if runs_on(m, a != "tiny_llama")]
 VISUAL = VisualSpec(feature_dim=256, num_tokens=49)  # vision=tiny_random: a 7x7 grid
 
 

@@ -28,8 +28,8 @@ PAPER_EXACT = {
 
 
 def test_parameter_table_reproduces_every_paper_cell(capsys):
-    from memvp_lab.paper_numbers import TRAINABLE_M
     from memvp_lab.params import main, matches
+    from memvp_lab.results.paper_numbers import TRAINABLE_M
 
     assert main(["--json"]) == 0
     counts = json.loads(capsys.readouterr().out)

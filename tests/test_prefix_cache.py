@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from memvp_lab.config.errors import ConfigError
-from memvp_lab.flops import measure_lm_flops
-from memvp_lab.prefix_cache import FrozenPrefixCache, is_right_padded
+from memvp_lab.errors import ConfigError
+from memvp_lab.model.flops import measure_lm_flops
+from memvp_lab.model.prefix_cache import FrozenPrefixCache, is_right_padded
 from test_methods import build, make_batch
 
 MEMVP_ON_TOP = ("method.first_layer=1", "method.dropout=0.1")

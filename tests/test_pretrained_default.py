@@ -75,7 +75,7 @@ def test_real_default_runs_a_few_steps(tmp_path):
     # FLOPs lie between the analytic counts of the shortest and the longest sample.
     from transformers import AutoConfig
 
-    from memvp_lab.flops import MemorySpec, analytic_lm_flops
+    from memvp_lab.model.flops import MemorySpec, analytic_lm_flops
 
     config = AutoConfig.from_pretrained(Path(cfg.paths.cache_dir) / "smollm2-135m-instruct")
     memory = MemorySpec(slots=64, decoder_sites=10)  # memory in FFNs 20-29 (layers 0-19 cached, still counted)

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REPO, TINY_DATA, make_config, tiny_overrides
 from memvp_lab.data import shapes_vqa
-from memvp_lab.lit_module import NonFiniteLossError
+from memvp_lab.errors import NonFiniteLossError
 from memvp_lab.train import train
 
 

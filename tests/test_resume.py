@@ -17,9 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import make_config, tiny_overrides
-from memvp_lab.checkpoint import CheckpointMismatch
-from memvp_lab.config.errors import ConfigError
 from memvp_lab.data.sampling import EpochKeyedDataset, ResumableSampler
+from memvp_lab.errors import CheckpointMismatch, ConfigError
 from memvp_lab.train import latest_checkpoint, train
 
 

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import make_config
-from memvp_lab.data.features import FeatureError
-from memvp_lab.data.vqa import DataError
+from memvp_lab.errors import DataError, FeatureError
 from memvp_lab.train import train
 from real_formats import write_coco_captions, write_feature_dir, write_gqa, write_vqav2
 
@@ -131,7 +130,8 @@ def test_malformed_entry_and_empty_split_are_named(tmp_path):
 
 
 def test_consolidated_features_read_like_per_image_files(tmp_path):
-    from memvp_lab.data.features import FeatureStore, consolidate
+    from memvp_lab.data.extraction import consolidate
+    from memvp_lab.data.feature_files import FeatureStore
 
     root = write_vqav2(tmp_path / "data")
     folder = root / "COCO" / "clip_features" / "data_clip_RN101_att"
@@ -206,7 +206,7 @@ def test_video_qa_over_frame_features(task, answers, method, tmp_path):
 
 
 def test_video_frames_are_not_pooled_as_a_grid(tmp_path):
-    from memvp_lab.config.errors import ConfigError
+    from memvp_lab.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"method.prompt.pool_size=null"):
         run("tvqa", tmp_path, tmp_path / "run", "vision=clip_vit_b32_frames", "method=vl_pet")
@@ -215,7 +215,7 @@ def test_video_frames_are_not_pooled_as_a_grid(tmp_path):
 def test_features_command_extracts_resumably_in_both_layouts(tmp_path):
     from PIL import Image
 
-    from memvp_lab.data.features import FeatureStore
+    from memvp_lab.data.feature_files import FeatureStore
     from memvp_lab.features import main
 
     images = tmp_path / "images"

@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
 from conftest import TINY_DATA, make_config, tiny_overrides
-from memvp_lab.config.errors import ConfigError
+from memvp_lab.errors import ConfigError
 from memvp_lab.train import train
 from wandb_records import config_keys, history_keys, run_info
 
@@ -60,8 +60,8 @@ def test_only_memory_tensors_train(data_dir, tmp_path):
     import lightning as L
     from hydra.utils import instantiate
 
-    from memvp_lab.lit_module import VisionLanguageTask
-    from memvp_lab.methods.base import VisualSpec
+    from memvp_lab.training.lit_module import VisionLanguageTask
+    from memvp_lab.vision.spec import VisualSpec
 
     cfg = make_config(tiny_overrides("tiny_llama", data_dir), tmp_path)
     method = instantiate(cfg.method, _convert_="all")

@@ -118,7 +118,7 @@ def test_empty_references_rejected():
 def test_evaluator_reports_tags_beside_question_types():
     """A question counts toward its type, its answer type and each of its tags."""
     from memvp_lab.batch import VLBatch
-    from memvp_lab.evaluation import VQAEvaluator
+    from memvp_lab.metrics.evaluators import VQAEvaluator
 
     empty = torch.zeros(3, 1, dtype=torch.long)
     batch = VLBatch(

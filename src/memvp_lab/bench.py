@@ -21,10 +21,10 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from memvp_lab.benchmark import compare, flops_table, overhead, plots, prefix_cache, text_length
+from memvp_lab.benchmark import compare, flops_table, overhead, plots, prefix_cache_study, text_length
 from memvp_lab.config.schemas import register_schemas
 from memvp_lab.paths import config_dir, write_text_atomic
-from memvp_lab.results import machine, package_versions
+from memvp_lab.results.records import machine, package_versions
 
 log = logging.getLogger(__name__)
 register_schemas()
@@ -34,7 +34,7 @@ STUDIES = {
     "flops_table": flops_table,
     "text_length": text_length,
     "overhead": overhead,
-    "prefix_cache": prefix_cache,
+    "prefix_cache": prefix_cache_study,
 }
 
 

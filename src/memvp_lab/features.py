@@ -22,7 +22,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 
 from memvp_lab.config.compose import compose_train
-from memvp_lab.data.features import consolidate, extract_features
+from memvp_lab.data.extraction import consolidate, extract_features
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

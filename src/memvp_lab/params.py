@@ -16,21 +16,35 @@ import logging
 import sys
 
 from memvp_lab.config.compose import compose_train
-from memvp_lab.config.errors import ConfigError
-from memvp_lab.factory import build_model
-from memvp_lab.paper_numbers import PAPER_VISION, TRAINABLE_DECIMALS, TRAINABLE_M
+from memvp_lab.errors import ConfigError
+from memvp_lab.methods.registry import methods, runs_on
+from memvp_lab.results.paper_numbers import PAPER_VISION, TRAINABLE_DECIMALS, TRAINABLE_M
+from memvp_lab.training.factory import build_model
 
-METHODS = ("full_ft", "compacter", "lora", "vl_adapter", "vl_pet", "memvp", "llava_lora")
 BACKBONES = tuple(PAPER_VISION)
-# Rows of the paper's tables: encoder-decoder methods on BART/T5, MemVP and LLaVA-LoRA on LLaMA.
-DECODER_ONLY_METHODS = ("memvp", "llava_lora")
 
 
-def pairs(backbones=BACKBONES, methods=METHODS) -> list[tuple[str, str]]:
+def method_names() -> list[str]:
+    """Every registered method: the paper's rows in its order, then the others by name."""
+    paper = [m for row in TRAINABLE_M.values() for m in row]
+    ordered = list(dict.fromkeys(paper))
+    return [m for m in ordered if m in methods()] + sorted(set(methods()) - set(ordered))
+
+
+def is_encoder_decoder(backbone: str) -> bool:
+    return compose_train([f"backbone={backbone}"]).backbone.family == "encoder_decoder"
+
+
+def pairs(backbones=BACKBONES, names=None) -> list[tuple[str, str]]:
+    """(backbone, method) for every method that runs on the backbone's family."""
+    names = method_names() if names is None else names
+    unknown = sorted(set(names) - set(methods()))
+    if unknown:
+        raise ConfigError(f"--method {' '.join(unknown)}: no such method; registered: {', '.join(sorted(methods()))}")
     out = []
     for b in backbones:
-        allowed = DECODER_ONLY_METHODS if b.startswith("llama") else tuple(m for m in METHODS if m != "llava_lora")
-        out += [(b, m) for m in methods if m in allowed]
+        family = is_encoder_decoder(b)
+        out += [(b, m) for m in names if runs_on(m, family)]
     return out
 
 
@@ -73,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m memvp_lab.params", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print {backbone: {method: trainable}} as JSON")
     parser.add_argument("--backbone", nargs="*", default=list(BACKBONES), help=f"default: {' '.join(BACKBONES)}")
-    parser.add_argument("--method", nargs="*", default=list(METHODS), help=f"default: {' '.join(METHODS)}")
+    parser.add_argument(
+        "--method", nargs="*", default=None, help=f"default: every registered method ({' '.join(method_names())})"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     counts: dict[str, dict[str, int]] = {}

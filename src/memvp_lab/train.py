@@ -9,154 +9,39 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import sys
-import warnings
-import zipfile
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from memvp_lab.callbacks import StepTimer, checkpoint_callbacks
-from memvp_lab.checkpoint import save_trainable
-from memvp_lab.config.errors import ConfigError
 from memvp_lab.config.schemas import register_schemas
-from memvp_lab.data.features import FeatureError
-from memvp_lab.data.vqa import DataError
-from memvp_lab.factory import build, build_model, method_and_visual
-from memvp_lab.lit_module import VisionLanguageTask
-from memvp_lab.loggers import build_loggers, finish_loggers
-from memvp_lab.paths import config_dir, write_text_atomic
-from memvp_lab.results import write_failure, write_results
-from memvp_lab.summary import format_summary
+from memvp_lab.errors import USER_ERRORS
+from memvp_lab.paths import config_dir
+from memvp_lab.results.records import write_failure, write_results
+from memvp_lab.results.run_summary import format_summary
+from memvp_lab.training.callbacks import StepTimer, checkpoint_callbacks
+from memvp_lab.training.checkpoint import save_trainable
+from memvp_lab.training.factory import build_model, instantiate_node
+from memvp_lab.training.lit_module import VisionLanguageTask
+from memvp_lab.training.loggers import build_loggers, finish_loggers
+from memvp_lab.training.runs import (
+    CHECKPOINTS,
+    hydra_config,
+    keep_completed_record,
+    latest_checkpoint,
+    register_resolvers,
+    resume_point,
+    wandb_run_id,
+)
 
 log = logging.getLogger(__name__)
 
 register_schemas()
-if not OmegaConf.has_resolver("pid"):
-    # Part of every run folder name: two runs started in the same second never share a folder.
-    OmegaConf.register_new_resolver("pid", lambda: os.getpid(), use_cache=True)
-
-# Overrides that do not say what a run is (where it writes, how it logs) stay out of run names.
-_NOT_IN_NAMES = ("hydra.", "paths.", "logger", "trainer.enable_progress_bar", "experiment=")
-
-
-def _hydra_config():
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get() if HydraConfig.initialized() else None
-
-
-def run_name(fallback: str) -> str:
-    """The run's overrides (``method=lora,seed=1``), or ``fallback`` when it has none."""
-    hc = _hydra_config()
-    overrides = [o for o in (hc.overrides.task if hc else []) if not o.startswith(_NOT_IN_NAMES)]
-    return ",".join(sorted(overrides)) or fallback
-
-
-def sweep_group(experiment: str | None, fallback: str) -> str:
-    """The experiment's name (or ``fallback``), plus the sweep folder's name in a multirun: one
-    group per sweep."""
-    from hydra.types import RunMode
-
-    prefix = experiment or fallback
-    hc = _hydra_config()
-    if hc is not None and hc.mode == RunMode.MULTIRUN:
-        return f"{prefix}/{Path(hc.sweep.dir).name}"
-    return prefix
-
-
-# Lightning cannot see that the training loader resumes mid-epoch (ResumableSampler, positioned by
-# VisionLanguageTask.on_load_checkpoint) and would warn that it does not.
-warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
-
-for _name, _fn in (("run_name", run_name), ("sweep_group", sweep_group)):
-    if not OmegaConf.has_resolver(_name):
-        OmegaConf.register_new_resolver(_name, _fn)
-
-
-CHECKPOINTS = "checkpoints"
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint in ``<run_dir>/checkpoints/`` (a run killed while writing
-    one leaves it truncated, or ``last.ckpt`` not yet updated).
-
-    A checkpoint is a zip archive (``torch.save``); it counts as complete when the archive opens
-    and every member passes its CRC check, which reads it once without unpickling it.
-    """
-    candidates = sorted((run_dir / CHECKPOINTS).glob("*.ckpt"), key=lambda f: f.stat().st_mtime, reverse=True)
-    for path in candidates:
-        try:
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-        except (OSError, zipfile.BadZipFile) as error:
-            log.warning("skipping unreadable checkpoint %s: %s", path, error)
-            continue
-        if bad is not None:
-            log.warning("skipping corrupt checkpoint %s: member %s fails its CRC check", path, bad)
-            continue
-        return path
-    return None
-
-
-def resume_point(resume, out_dir: Path) -> tuple[Path | None, Path]:
-    """The checkpoint to continue from and the run folder it belongs to.
-
-    ``resume``: null (start fresh), true (this run folder's newest checkpoint, if any: a sweep
-    rerun with ``resume=true`` continues killed cells and starts the others), a run folder or a
-    ``.ckpt`` file.
-    """
-    if resume is None or resume is False:
-        return None, out_dir
-    if resume is True:
-        ckpt = latest_checkpoint(out_dir)
-        if ckpt is None:
-            log.info("resume=true: %s has no checkpoint yet, starting from the beginning", out_dir)
-        return ckpt, out_dir
-    path = Path(str(resume)).expanduser()
-    if path.is_file():
-        return path, path.parent.parent if path.parent.name == CHECKPOINTS else path.parent
-    if not path.is_dir():
-        raise ConfigError(f"resume={resume}: no such run folder or checkpoint file")
-    run_dir = path.parent if path.name == CHECKPOINTS else path
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise ConfigError(
-            f"resume={resume}: no loadable checkpoint in {run_dir / CHECKPOINTS} (checkpoints "
-            "are written there during training)"
-        )
-    return ckpt, run_dir
-
-
-def wandb_run_id(cfg: DictConfig, run_dir: Path) -> None:
-    """Gives the W&B logger the run folder's W&B run id, created on the first start and reused when
-    the run resumes, so a resumed run continues the same W&B run."""
-    node = (cfg.get("logger") or {}).get("wandb")
-    if node is None or node.get("id"):
-        return
-    id_file = run_dir / "wandb_run_id"
-    if not id_file.exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(id_file, secrets.token_hex(4))  # W&B run ids: letters and digits
-    with open_dict(node):
-        node.id = id_file.read_text().strip()
-        node.resume = "allow"
-
-
-def keep_completed_record(path: Path) -> None:
-    """Moves a completed run's results.json aside (``results.previous.json``) before a rerun in the
-    same folder records its failure there, so a failed rerun never erases a finished result."""
-    try:
-        completed = json.loads(path.read_text()).get("status") != "failed"
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return
-    if completed:
-        path.replace(path.with_name("results.previous.json"))
+register_resolvers()
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -183,11 +68,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     trainer, loggers = None, []
     try:
-        method_and_visual(cfg)  # fails on a bad config before any weights or data load
-        built = build_model(cfg)
+        built = build_model(cfg)  # validates the config before any weights or data load
         method, visual, backbone, model = built.method, built.visual, built.backbone, built.model
-        datamodule = build(cfg.task.data, _partial_=True)(backbone=backbone, visual=visual, shuffle_seed=cfg.seed)
-        evaluator = build(cfg.task.evaluator, _partial_=True)
+        datamodule = instantiate_node(cfg.task.data, _partial_=True)(
+            backbone=backbone, visual=visual, shuffle_seed=cfg.seed
+        )
+        evaluator = instantiate_node(cfg.task.evaluator, _partial_=True)
         task = VisionLanguageTask(
             model,
             method,
@@ -236,20 +122,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         finish_loggers(loggers)
 
 
-# Errors in what the user supplied (a setting, a data or feature file). A single run reports them
-# in one line and exits with code 2, no stack trace; in a multirun they propagate, so Hydra records
-# the cell as failed and runs the others.
-USER_ERRORS = (ConfigError, DataError, FeatureError)
-
-
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     try:
         metrics = train(cfg)
-    except USER_ERRORS as error:
-        hc = _hydra_config()
+    except USER_ERRORS as error:  # a single run: one line, exit code 2; a multirun records the cell as failed
+        hc = hydra_config()
         if hc is None or hc.mode != RunMode.RUN:
             raise
         print(f"error: {error}", file=sys.stderr)

@@ -72,7 +72,7 @@ def check_family(backbone: Backbone, family: str) -> Backbone:
     """Verifies that the config's ``backbone.family`` matches the loaded architecture."""
     actual = "encoder_decoder" if backbone.is_encoder_decoder else "decoder_only"
     if family != actual:
-        from memvp_lab.config.errors import ConfigError
+        from memvp_lab.errors import ConfigError
 
         raise ConfigError(
             f"backbone.family={family!r} but {backbone.name} loaded as {actual}; set backbone.family={actual}"

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from memvp_lab.backbones.base import Backbone, TextFormat, check_family, ensure_pad_token
-from memvp_lab.config.errors import ConfigError
+from memvp_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ the configured ones (a task's average lengths). One module per kind of study:
 * ``flops_table``  LM FLOPs per sample of every method x backbone x task (paper Table 1, Table 8)
 * ``text_length``  latency with and without input-space visual tokens across text lengths (Fig. 2)
 * ``overhead``     MemVP against the same language model on the text alone (Eq. 13 and 15)
-* ``prefix_cache`` MemVP training steps with and without the frozen-prefix cache
+* ``prefix_cache_study`` MemVP training steps with and without the frozen-prefix cache
 
 ``inputs`` builds the batches, ``measure`` holds the measurements they share, ``plots`` the figures.
 """

@@ -12,7 +12,7 @@ from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens, synthetic_b
 from memvp_lab.benchmark.measure import (
     Subject,
     analytic_flops,
-    build,
+    build_for_study,
     measured_flops,
     time_subjects,
     training_memory_bytes,
@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> dict:
     rows: dict[str, dict] = {}
     lengths = None
     for method in cfg.methods:
-        built, composed = build(method_overrides(cfg, method))
+        built, composed = build_for_study(method_overrides(cfg, method))
         model = built.model
         if cfg.get("lengths"):
             lengths = Lengths(int(cfg.lengths.prompt), int(cfg.lengths.answer), built.visual.num_tokens)

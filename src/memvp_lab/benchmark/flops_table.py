@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from memvp_lab.benchmark.inputs import input_visual_tokens, synthetic_batch, task_lengths
-from memvp_lab.benchmark.measure import analytic_flops, build, measured_flops, memory_spec
+from memvp_lab.benchmark.measure import analytic_flops, build_for_study, measured_flops, memory_spec
 from memvp_lab.config.compose import compose_train
-from memvp_lab.flops import MemorySpec, analytic_lm_flops
+from memvp_lab.model.flops import MemorySpec, analytic_lm_flops
 from memvp_lab.paths import config_dir
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def run(cfg: DictConfig) -> dict:
     for backbone in cfg.backbones:
         for method in cfg.methods:
             row = f"{backbone}/{method}"
-            built, _ = build(
+            built, _ = build_for_study(
                 [
                     f"method={method}",
                     f"backbone={backbone}",

@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig
 
 from memvp_lab.batch import VLBatch
-from memvp_lab.model import VisionLanguageModel
+from memvp_lab.model.vision_language_model import VisionLanguageModel
 
 
 @dataclass(frozen=True)

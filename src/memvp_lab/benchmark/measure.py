@@ -12,13 +12,13 @@ from omegaconf import DictConfig
 from memvp_lab.batch import VLBatch
 from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens
 from memvp_lab.config.compose import compose_train
-from memvp_lab.factory import Built, build_model
-from memvp_lab.flops import MemorySpec, analytic_lm_flops, measure_lm_flops
 from memvp_lab.methods.memvp.memory import VisualMemory
-from memvp_lab.model import VisionLanguageModel
+from memvp_lab.model.flops import MemorySpec, analytic_lm_flops, measure_lm_flops
+from memvp_lab.model.vision_language_model import VisionLanguageModel
+from memvp_lab.training.factory import Built, build_model
 
 
-def build(overrides: Sequence[str], empty: bool = False) -> tuple[Built, DictConfig]:
+def build_for_study(overrides: Sequence[str], empty: bool = False) -> tuple[Built, DictConfig]:
     """A model composed from ``conf/train.yaml`` with ``overrides`` (random weights are the caller's
     choice, e.g. ``backbone.weights=random``), and the composed config.
 
@@ -47,7 +47,7 @@ def memory_spec(model: VisionLanguageModel) -> MemorySpec:
 
 
 def analytic_flops(model: VisionLanguageModel, lengths: Lengths, batch: VLBatch) -> int:
-    """Paper Eq. 13-15 (generalised, see ``memvp_lab.flops``) for one sample of ``lengths``."""
+    """Paper Eq. 13-15 (generalised, see ``memvp_lab.model.flops``) for one sample of ``lengths``."""
     memory = memory_spec(model) if batch.visual is not None else MemorySpec()
     return analytic_lm_flops(
         model.lm.config, lengths.prompt, lengths.answer, memory, visual_tokens=input_visual_tokens(model, batch)

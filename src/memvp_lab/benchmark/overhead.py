@@ -12,8 +12,15 @@ import logging
 from omegaconf import DictConfig
 
 from memvp_lab.benchmark.inputs import synthetic_batch, task_lengths, text_only
-from memvp_lab.benchmark.measure import Subject, analytic_flops, build, measured_flops, memory_spec, time_subjects
-from memvp_lab.flops import lm_shape
+from memvp_lab.benchmark.measure import (
+    Subject,
+    analytic_flops,
+    build_for_study,
+    measured_flops,
+    memory_spec,
+    time_subjects,
+)
+from memvp_lab.model.flops import lm_shape
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +28,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict:
     rows = {}
     for name, overrides in cfg.cases.items():
-        built, composed = build(["method=memvp", *overrides])
+        built, composed = build_for_study(["method=memvp", *overrides])
         model, visual = built.model, built.visual
         lengths = task_lengths(composed.task, visual.num_tokens)
         train = synthetic_batch(model, lengths, cfg.train_batch_size, visual.feature_dim, cfg.seed)

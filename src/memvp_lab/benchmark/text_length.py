@@ -8,13 +8,13 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 
 from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens, synthetic_batch, text_only
-from memvp_lab.benchmark.measure import Subject, build, time_subjects
+from memvp_lab.benchmark.measure import Subject, build_for_study, time_subjects
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict:
-    built, _ = build([f"method={cfg.method}", *cfg.model_overrides])
+    built, _ = build_for_study([f"method={cfg.method}", *cfg.model_overrides])
     model, visual = built.model, built.visual
     subjects: dict[str, Subject] = {}
     for length in cfg.text_lengths:

@@ -1,34 +1,45 @@
 """Registers the typed schemas that config files build on (``defaults: [<name>_schema, _self_]``).
 
 A schema fixes the keys and their types; the YAML file gives the values. A misspelt key or a
-value of the wrong type then fails at composition, naming the key.
+value of the wrong type then fails at composition, naming the key. Every registered method
+(``memvp_lab.methods.registry``) gets ``method/<name>_schema`` with its ``_target_`` filled in.
+
+A method that lives outside this project (registered through the ``memvp_lab.methods`` entry-point
+group) keeps its values in ``<name>.yaml`` beside its module; that file becomes ``method=<name>``.
 """
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
-from memvp_lab.methods.compacter import CompacterConfig
-from memvp_lab.methods.full_ft import FullFineTuningConfig
-from memvp_lab.methods.llava_lora import LlavaLoRAConfig
-from memvp_lab.methods.lora import LoRAConfig
-from memvp_lab.methods.memvp.config import MemVPConfig
-from memvp_lab.methods.vl_adapter import VLAdapterConfig
-from memvp_lab.methods.vl_pet import VLPETConfig
-
-METHOD_SCHEMAS = {
-    "memvp_schema": MemVPConfig,
-    "lora_schema": LoRAConfig,
-    "llava_lora_schema": LlavaLoRAConfig,
-    "vl_adapter_schema": VLAdapterConfig,
-    "compacter_schema": CompacterConfig,
-    "vl_pet_schema": VLPETConfig,
-    "full_ft_schema": FullFineTuningConfig,
-}
+from memvp_lab.errors import ConfigError
+from memvp_lab.methods.registry import methods, target
+from memvp_lab.paths import config_dir
 
 
 def register_schemas() -> None:
-    """Adds every schema to Hydra's ConfigStore (idempotent)."""
+    """Adds every registered method's schema (and an outside method's values) to Hydra's
+    ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
-    for name, node in METHOD_SCHEMAS.items():
-        cs.store(group="method", name=name, node=node)
+    for name, cls in methods().items():
+        schema = OmegaConf.structured(cls)
+        schema._target_ = target(cls)
+        cs.store(group="method", name=f"{name}_schema", node=schema)
+        if not (config_dir() / "method" / f"{name}.yaml").is_file():
+            values = Path(inspect.getfile(cls)).with_name(f"{name}.yaml")
+            if values.is_file():
+                cs.store(group="method", name=name, node=_values(schema, values))
+
+
+def _values(schema, path: Path):
+    """``path``'s values on ``schema`` (its ``defaults`` list, which names the schema, dropped)."""
+    values = OmegaConf.load(path)
+    values.pop("defaults", None)
+    try:
+        return OmegaConf.merge(schema, values)
+    except Exception as err:  # omegaconf's validation errors name the key
+        raise ConfigError(f"{path}: {err}") from None

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 
 from omegaconf import DictConfig
 
-from memvp_lab.config.errors import ConfigError
-from memvp_lab.methods.base import MethodConfig, VisualSpec
+from memvp_lab.errors import ConfigError
+from memvp_lab.methods.base import MethodConfig
+from memvp_lab.vision.spec import VisualSpec
 
 FAMILIES = ("decoder_only", "encoder_decoder")
 
@@ -34,8 +35,7 @@ def validate(cfg: DictConfig, method: MethodConfig, visual: VisualSpec) -> None:
                 f"method.lr_multipliers={multipliers!r}: expected {{name pattern: positive number}}, "
                 "e.g. method.lr_multipliers={prompting.projector.*:10}"
             )
-    if hasattr(method, "validate"):
-        method.validate(visual, family == "encoder_decoder")
+    method.validate(visual, family == "encoder_decoder")
     trainer = cfg.trainer
     if trainer.get("max_steps", -1) in (None, 0) or (
         trainer.get("max_steps", -1) < 0 and trainer.get("max_epochs") is None

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from memvp_lab.data.captions import CaptionDataset, load_karpathy
 from memvp_lab.data.datamodule import VLDataModule
-from memvp_lab.data.features import FeatureSources
+from memvp_lab.data.feature_files import FeatureSources
 
 
 class CaptionDataModule(VLDataModule):

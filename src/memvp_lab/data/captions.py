@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from memvp_lab.data.features import FeatureSources
-from memvp_lab.data.vqa import DataError, read_json
+from memvp_lab.data.feature_files import FeatureSources
+from memvp_lab.data.vqa import read_json
+from memvp_lab.errors import DataError
 
 
 def load_karpathy(path: Path) -> list[dict]:

@@ -18,9 +18,10 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from memvp_lab.backbones.base import Backbone
 from memvp_lab.data.collate import VLCollator
-from memvp_lab.data.features import FeatureError, FeatureSources
+from memvp_lab.data.feature_files import FeatureSources
 from memvp_lab.data.sampling import EpochKeyedDataset, ResumableSampler
-from memvp_lab.methods.base import VisualSpec
+from memvp_lab.errors import FeatureError
+from memvp_lab.vision.spec import VisualSpec
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from memvp_lab.data.features import FeatureSources, load_image
-from memvp_lab.data.vqa import DataError, read_json
+from memvp_lab.data.feature_files import FeatureSources
+from memvp_lab.data.images import load_image
+from memvp_lab.data.vqa import read_json
+from memvp_lab.errors import DataError
 from memvp_lab.metrics.scienceqa import problem_categories
 
 REQUIRED = {"question": str, "choices": list, "answer": int}

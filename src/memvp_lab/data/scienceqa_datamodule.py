@@ -4,9 +4,10 @@ vision encoder (``vision.adapters`` set: MemVP / LLaVA-LoRA on LLaMA train ViT a
 from __future__ import annotations
 
 from memvp_lab.data.datamodule import VLDataModule
-from memvp_lab.data.features import FeatureSources
+from memvp_lab.data.feature_files import FeatureSources
 from memvp_lab.data.scienceqa import ScienceQADataset, load_problems
-from memvp_lab.data.vqa import DataError, read_json
+from memvp_lab.data.vqa import read_json
+from memvp_lab.errors import DataError
 
 
 class ScienceQADataModule(VLDataModule):

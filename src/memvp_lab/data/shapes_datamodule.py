@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from memvp_lab.data import shapes_vqa
-from memvp_lab.data.features import extract_features
+from memvp_lab.data.extraction import extract_features
 from memvp_lab.data.vqa_datamodule import VQADataModule
 from memvp_lab.rng import isolated_rng
 

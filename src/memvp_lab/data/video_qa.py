@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from memvp_lab.data.features import FeatureSources
+from memvp_lab.data.feature_files import FeatureSources
 from memvp_lab.data.scienceqa import options_text
-from memvp_lab.data.vqa import DataError
+from memvp_lab.errors import DataError
 
 
 def load_jsonl(path: Path) -> list[dict]:

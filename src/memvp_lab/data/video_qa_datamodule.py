@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from memvp_lab.data.datamodule import VLDataModule
-from memvp_lab.data.features import FeatureSources
+from memvp_lab.data.feature_files import FeatureSources
 from memvp_lab.data.video_qa import VideoQADataset, load_jsonl
 
 

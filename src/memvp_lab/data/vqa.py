@@ -16,15 +16,12 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from memvp_lab.data.features import FeatureStore
+from memvp_lab.data.feature_files import FeatureStore
+from memvp_lab.errors import DataError
 
 log = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = {"img_id": str, "question_id": (int, str), "sent": str, "label": dict}
-
-
-class DataError(ValueError):
-    """A data file is missing or malformed; the message names the file (and entry)."""
 
 
 def read_json(path: Path):

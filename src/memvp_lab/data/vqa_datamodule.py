@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch.utils.data import ConcatDataset
 
 from memvp_lab.data.datamodule import VLDataModule
-from memvp_lab.data.features import FeatureSources
+from memvp_lab.data.feature_files import FeatureSources
 from memvp_lab.data.vqa import VQADataset, load_annotations, load_questions
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from memvp_lab.config.errors import ConfigError
+from omegaconf import MISSING
+
+from memvp_lab.errors import ConfigError
 from memvp_lab.methods.adapters import PHMAdapter
-from memvp_lab.methods.base import VisualSpec
-from memvp_lab.methods.vl_adapter import VLAdapterConfig
+from memvp_lab.methods.registry import register_method
+from memvp_lab.methods.vl_adapter import SublayerAdapterConfig
+from memvp_lab.vision.spec import VisualSpec
 
 
+@register_method("compacter")
 @dataclass
-class CompacterConfig(VLAdapterConfig):
-    _target_: str = "memvp_lab.methods.compacter.CompacterConfig"
-    hidden: int = 96  # the paper's Table 5 says 48, but its 3.87M / 6.11M need 96 (reduction factor 8)
-    n: int = 2  # Kronecker factors
+class CompacterConfig(SublayerAdapterConfig):
+    n: int = MISSING  # Kronecker factors
 
     def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
         super().validate(visual, is_encoder_decoder)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from memvp_lab.methods.input_space.method import InputSpaceMethodConfig
+from memvp_lab.methods.registry import register_method
 
 
+@register_method("full_ft")
 @dataclass
 class FullFineTuningConfig(InputSpaceMethodConfig):
-    _target_: str = "memvp_lab.methods.full_ft.FullFineTuningConfig"
-    unfreeze: list[str] = field(default_factory=lambda: ["all"])
+    """Every LM weight trains: ``unfreeze: [all]`` in its YAML."""

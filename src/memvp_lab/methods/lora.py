@@ -9,16 +9,18 @@ Biases or layer norms that a reference also trained are ``method.unfreeze`` entr
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from omegaconf import MISSING
 from peft import LoraConfig as PeftLoraConfig
 from peft import inject_adapter_in_model
 
 from memvp_lab.backbones.base import Backbone
-from memvp_lab.config.errors import ConfigError
-from memvp_lab.methods.base import VisualSpec
-from memvp_lab.methods.injection import report
+from memvp_lab.errors import ConfigError
 from memvp_lab.methods.input_space.method import InputSpaceMethodConfig
+from memvp_lab.methods.registry import register_method
+from memvp_lab.nn.injection import report
+from memvp_lab.vision.spec import VisualSpec
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +28,13 @@ log = logging.getLogger(__name__)
 PROJECTIONS = {"q": ("q_proj", "q"), "k": ("k_proj", "k"), "v": ("v_proj", "v"), "o": ("out_proj", "o_proj", "o")}
 
 
+@register_method("lora")
 @dataclass
 class LoRAConfig(InputSpaceMethodConfig):
-    _target_: str = "memvp_lab.methods.lora.LoRAConfig"
-    r: int = 40
-    alpha: float = 32.0
-    dropout: float = 0.1
-    targets: list[str] = field(default_factory=lambda: ["q", "v"])  # attention projections: q | k | v | o
+    r: int = MISSING  # rank
+    alpha: float = MISSING  # the update is scaled by alpha / r
+    dropout: float = MISSING  # on the LoRA input
+    targets: list[str] = MISSING  # attention projections: q | k | v | o
 
     def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
         super().validate(visual, is_encoder_decoder)

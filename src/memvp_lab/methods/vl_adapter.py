@@ -6,14 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from omegaconf import MISSING
+from torch import nn
+
 from memvp_lab.backbones.base import Backbone
-from memvp_lab.config.errors import ConfigError
+from memvp_lab.errors import ConfigError
 from memvp_lab.methods.adapters import BottleneckAdapter
 from memvp_lab.methods.adapters.modules import INITS
-from memvp_lab.methods.base import VisualSpec
-from memvp_lab.methods.injection import attach_to_sublayer, report
 from memvp_lab.methods.input_space.method import InputSpaceMethodConfig
-from memvp_lab.methods.sublayers import find_sublayers
+from memvp_lab.methods.registry import register_method
+from memvp_lab.nn.injection import attach_to_sublayer, report
+from memvp_lab.nn.sublayers import find_sublayers
+from memvp_lab.vision.spec import VisualSpec
 
 
 def _residual_adapter(module, x2, x1):
@@ -21,20 +25,18 @@ def _residual_adapter(module, x2, x1):
 
 
 @dataclass
-class VLAdapterConfig(InputSpaceMethodConfig):
-    _target_: str = "memvp_lab.methods.vl_adapter.VLAdapterConfig"
-    hidden: int = 48  # bottleneck width d (768 / reduction factor 16)
-    init: str = "normal"  # normal (BART) | torch (T5)
+class SublayerAdapterConfig(InputSpaceMethodConfig):
+    """An adapter (``make``) on the output of every attention and FFN sub-layer."""
+
+    hidden: int = MISSING  # bottleneck width
 
     def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
         super().validate(visual, is_encoder_decoder)
         if self.hidden <= 0:
             raise ConfigError(f"method.hidden={self.hidden} must be positive")
-        if self.init not in INITS:
-            raise ConfigError(f"method.init={self.init!r}: expected one of {INITS}")
 
-    def make(self, d_model: int):
-        return BottleneckAdapter(d_model, self.hidden, self.init)
+    def make(self, d_model: int) -> nn.Module:
+        raise NotImplementedError
 
     def inject(self, backbone: Backbone) -> list[str]:
         added = [
@@ -42,3 +44,17 @@ class VLAdapterConfig(InputSpaceMethodConfig):
             for site in find_sublayers(backbone.model)
         ]
         return report(self.name, backbone.name, added, "attention / FFN sub-layers")
+
+
+@register_method("vl_adapter")
+@dataclass
+class VLAdapterConfig(SublayerAdapterConfig):
+    init: str = MISSING  # normal: N(0, 0.02) (BART) | torch: PyTorch's default (T5)
+
+    def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
+        super().validate(visual, is_encoder_decoder)
+        if self.init not in INITS:
+            raise ConfigError(f"method.init={self.init!r}: expected one of {INITS}")
+
+    def make(self, d_model: int) -> nn.Module:
+        return BottleneckAdapter(d_model, self.hidden, self.init)

@@ -13,18 +13,21 @@ Decoder: a parallel adapter on the value projection of every cross-attention,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
+from omegaconf import MISSING
 from torch import nn
 
 from memvp_lab.backbones.base import Backbone
-from memvp_lab.config.errors import ConfigError
+from memvp_lab.errors import ConfigError
 from memvp_lab.methods.adapters import BottleneckAdapter, LowRankGate
 from memvp_lab.methods.adapters.modules import INITS
-from memvp_lab.methods.base import VisualSpec
-from memvp_lab.methods.injection import attach_parallel, attach_to_sublayer, report
 from memvp_lab.methods.input_space.method import InputSpaceMethodConfig
-from memvp_lab.methods.sublayers import Kind, find_sublayers, select
+from memvp_lab.methods.registry import register_method
+from memvp_lab.nn.injection import attach_parallel, attach_to_sublayer, report
+from memvp_lab.nn.sublayers import Kind, find_sublayers, select
+from memvp_lab.vision.spec import VisualSpec
 
 
 class GatedAdapter(nn.Module):
@@ -43,24 +46,21 @@ def _gated(module: GatedAdapter, x2, x1):
     return module.scale * module.gate(x1) * y
 
 
+@register_method("vl_pet")
 @dataclass
 class VLPETConfig(InputSpaceMethodConfig):
-    _target_: str = "memvp_lab.methods.vl_pet.VLPETConfig"
-    hidden: int = 48  # encoder adapter width d
-    heads: int = 4  # Nh: the down-projection is Nh heads of width d / Nh (one Linear of width d)
-    gate_rank: int = 48  # r_g of the large gate
-    scale: float = 1.0  # s
-    decoder_hidden: int = 48  # width of the cross-attention value adapter (Nh = 1)
-    init: str = "normal"  # normal (BART) | torch (T5)
-    zero_up: bool = False  # zero-init the up-projections (VL-PET's T5 scripts)
-    unfreeze: list[str] = field(default_factory=lambda: ["encoder_layer_norms"])
+    hidden: int = MISSING  # encoder adapter width d
+    heads: int = MISSING  # Nh: the down-projection is Nh heads of width d / Nh (one Linear of width d)
+    gate_rank: int = MISSING  # r_g of the large gate
+    scale: float = MISSING  # s
+    decoder_hidden: int = MISSING  # width of the cross-attention value adapter (Nh = 1)
+    init: str = MISSING  # normal (BART) | torch (T5)
+    zero_up: bool = MISSING  # zero-init the up-projections (VL-PET's T5 scripts)
+
+    families: ClassVar[tuple[str, ...]] = ("encoder_decoder",)
 
     def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
         super().validate(visual, is_encoder_decoder)
-        if is_encoder_decoder is False:
-            raise ConfigError(
-                "method=vl_pet needs an encoder-decoder backbone (bart_base, t5_base, tiny_bart, tiny_t5)"
-            )
         if self.hidden <= 0 or self.hidden % self.heads:
             raise ConfigError(f"method.hidden={self.hidden} must be a positive multiple of method.heads={self.heads}")
         if self.init not in INITS:

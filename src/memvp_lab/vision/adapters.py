@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memvp_lab.methods.injection import attach_parallel
+from memvp_lab.nn.injection import attach_parallel
 
 
 class ParallelAdapter(nn.Module):

@@ -20,10 +20,10 @@ from omegaconf import DictConfig
 from torch.utils.data import ConcatDataset
 
 from memvp_lab.batch import VLBatch
-from memvp_lab.config.errors import ConfigError
 from memvp_lab.data.datamodule import VLDataModule
-from memvp_lab.data.features import load_image
-from memvp_lab.factory import build
+from memvp_lab.data.images import load_image
+from memvp_lab.errors import ConfigError
+from memvp_lab.training.factory import instantiate_node
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -138,7 +138,7 @@ def task_queries(
 
 def image_features(vision: DictConfig, datamodule: VLDataModule, pixels: torch.Tensor) -> np.ndarray:
     """(tokens, dim) features of one (3, H, W) image, as the task's feature files give them."""
-    encoder = build(vision.encoder).eval()
+    encoder = instantiate_node(vision.encoder).eval()
     with torch.inference_mode():
         feats = encoder(pixels[None]).float().numpy().astype(np.float16)[0]  # stored as float16
     store = datamodule.feature_sources

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from memvp_lab.batch import VLBatch
-from memvp_lab.config.errors import ConfigError
+from memvp_lab.errors import ConfigError
 from memvp_lab.methods.memvp.memory import ScoreObserver, VisualMemory
-from memvp_lab.model import VisionLanguageModel
+from memvp_lab.model.vision_language_model import VisionLanguageModel
 
 
 class NoVisualMemory(ConfigError):

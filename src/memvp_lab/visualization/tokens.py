@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from memvp_lab.config.errors import ConfigError
 from memvp_lab.data.collate import VLCollator
+from memvp_lab.errors import ConfigError
 
 
 @dataclass

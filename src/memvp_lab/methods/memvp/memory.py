@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memvp_lab.methods.input_space.pooling import GridPool, pooled_tokens
 from memvp_lab.methods.memvp.ffn_sites import FFNSite
-from memvp_lab.methods.memvp.projector import Projector
-from memvp_lab.methods.prompting import Prompting
+from memvp_lab.model.prompting import Prompting
+from memvp_lab.vision.pooling import GridPool, pooled_tokens
+from memvp_lab.vision.projector import Projector
 
 log = logging.getLogger(__name__)
 

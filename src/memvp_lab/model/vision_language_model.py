@@ -21,9 +21,9 @@ from torch import nn
 
 from memvp_lab.backbones.base import Backbone
 from memvp_lab.batch import VLBatch
-from memvp_lab.config.errors import ConfigError
-from memvp_lab.methods.prompting import Prompting
-from memvp_lab.prefix_cache import FrozenPrefixCache, frozen_prefix_layers, is_right_padded
+from memvp_lab.errors import ConfigError
+from memvp_lab.model.prefix_cache import FrozenPrefixCache, frozen_prefix_layers, is_right_padded
+from memvp_lab.model.prompting import Prompting
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from omegaconf import MISSING
 
 from memvp_lab.backbones.base import Backbone
-from memvp_lab.config.errors import ConfigError
-from memvp_lab.methods.base import VisualSpec
-from memvp_lab.methods.input_space.pooling import GridPool, pooled_tokens
-from memvp_lab.methods.input_space.prompting import DecoderOnlyInputPrompting, EncoderDecoderInputPrompting
+from memvp_lab.errors import ConfigError
+from memvp_lab.methods.input_space.input_prompting import DecoderOnlyInputPrompting, EncoderDecoderInputPrompting
 from memvp_lab.methods.input_space.visual_embedding import VisualEmbedding
-from memvp_lab.methods.memvp.projector import Projector
-from memvp_lab.methods.prompting import Prompting
+from memvp_lab.model.prompting import Prompting
+from memvp_lab.vision.pooling import GridPool, pooled_tokens
+from memvp_lab.vision.projector import Projector
+from memvp_lab.vision.spec import VisualSpec
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,12 @@ class InputPromptConfig:
     decoder-only ones a LLaVA-style projector (``projector_hidden``, ``projector_bias``).
     """
 
-    pool_size: Optional[int] = None  # 2D adaptive pooling of the grid to pool_size^2 tokens; null: none
-    pool_mode: str = "max"  # max | avg
-    init: str = "normal"  # new Linear layers: normal (N(0, 0.02), BART) | torch (PyTorch default, T5)
-    vocab_init_std: float = 0.02  # init of the added vocabulary rows (BART 0.02; T5's nn.Embedding gives 1.0)
-    projector_hidden: int = 128  # decoder-only: C -> hidden -> d (0: one Linear)
-    projector_bias: bool = True
+    pool_size: Optional[int] = MISSING  # 2D adaptive pooling of the grid to pool_size^2 tokens; null: none
+    pool_mode: str = MISSING  # max | avg
+    init: str = MISSING  # new Linear layers: normal (N(0, 0.02), BART) | torch (PyTorch default, T5)
+    vocab_init_std: float = MISSING  # init of the added vocabulary rows (BART 0.02; T5's nn.Embedding gives 1.0)
+    projector_hidden: int = MISSING  # decoder-only: C -> hidden -> d (0: one Linear)
+    projector_bias: bool = MISSING
 
     def validate(self, visual: VisualSpec) -> None:
         if self.pool_mode not in ("max", "avg"):

@@ -13,14 +13,14 @@ import torch
 import torch.distributed as dist
 
 from memvp_lab.batch import VLBatch
-from memvp_lab.checkpoint import CheckpointMismatch
-from memvp_lab.evaluation import Evaluator, VQAEvaluator
-from memvp_lab.flops import measure_lm_flops
+from memvp_lab.errors import CheckpointMismatch, NonFiniteLossError
 from memvp_lab.methods.base import MethodConfig, Schedule
-from memvp_lab.model import VisionLanguageModel
-from memvp_lab.optim import param_groups
+from memvp_lab.metrics.evaluators import Evaluator, VQAEvaluator
+from memvp_lab.model.flops import measure_lm_flops
+from memvp_lab.model.vision_language_model import VisionLanguageModel
 from memvp_lab.paths import write_text_atomic
 from memvp_lab.rng import restore_rng_states, rng_states
+from memvp_lab.training.optim import param_groups
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,6 @@ def lr_factor(step: int, warmup: int, total: int, schedule: Schedule, min_ratio:
     if schedule is Schedule.cosine:
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     return min_ratio + (1 - min_ratio) * (1 - progress)
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the run stops before that step's update."""
 
 
 class VisionLanguageTask(L.LightningModule):

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from memvp_lab.config.errors import ConfigError
-from memvp_lab.methods.sublayers import Sublayer
+from memvp_lab.errors import ConfigError
+from memvp_lab.nn.sublayers import Sublayer
 
 log = logging.getLogger(__name__)
 

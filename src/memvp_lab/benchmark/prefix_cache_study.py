@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from memvp_lab.benchmark.inputs import synthetic_batch, task_lengths
-from memvp_lab.benchmark.measure import Subject, build, interleaved, medians
+from memvp_lab.benchmark.measure import Subject, build_for_study, interleaved, medians
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict:
     rows = {}
     for name, overrides in cfg.cases.items():
-        built, composed = build(["method=memvp", "method.cache_frozen_prefix=true", *overrides])
+        built, composed = build_for_study(["method=memvp", "method.cache_frozen_prefix=true", *overrides])
         model = built.model
         cache = model.prefix_cache
         lengths = task_lengths(composed.task, built.visual.num_tokens)

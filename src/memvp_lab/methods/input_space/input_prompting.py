@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memvp_lab.methods.input_space.pooling import GridPool
 from memvp_lab.methods.input_space.visual_embedding import VisualEmbedding
-from memvp_lab.methods.memvp.projector import Projector
-from memvp_lab.methods.prompting import Prompting
+from memvp_lab.model.prompting import Prompting
+from memvp_lab.vision.pooling import GridPool
+from memvp_lab.vision.projector import Projector
 
 
 class EncoderDecoderInputPrompting(Prompting):

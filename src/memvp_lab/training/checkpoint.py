@@ -18,15 +18,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import memvp_lab
-from memvp_lab.model import VisionLanguageModel
+from memvp_lab.errors import CheckpointMismatch
+from memvp_lab.model.vision_language_model import VisionLanguageModel
 from memvp_lab.paths import write_text_atomic
 
 TENSORS = "trainable.safetensors"
 META = "trainable.json"
-
-
-class CheckpointMismatch(ValueError):
-    """The checkpoint does not fit the model it is loaded into."""
 
 
 def _plain(value):

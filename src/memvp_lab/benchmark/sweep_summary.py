@@ -1,4 +1,4 @@
-"""One page for a benchmark sweep: ``python -m memvp_lab.benchmark.summary bench/<time>``.
+"""One page for a benchmark sweep: ``python -m memvp_lab.benchmark.sweep_summary bench/<time>``.
 
 Joins every study's ``bench.md`` (in the sweep's order) into ``SUMMARY.md`` with links to the
 plots, and points ``bench/latest`` at the sweep.

@@ -10,12 +10,13 @@ from typing import Optional
 from omegaconf import MISSING
 
 from memvp_lab.backbones.base import Backbone
-from memvp_lab.config.errors import ConfigError
-from memvp_lab.methods.base import MethodConfig, VisualSpec
-from memvp_lab.methods.input_space.pooling import GridPool, pooled_tokens
+from memvp_lab.errors import ConfigError
+from memvp_lab.methods.base import MethodConfig
 from memvp_lab.methods.memvp.ffn_sites import find_ffn_sites, select_sites
 from memvp_lab.methods.memvp.memory import Ablation, VisualMemory, min_slots
-from memvp_lab.model import VisionLanguageModel
+from memvp_lab.methods.registry import register_method
+from memvp_lab.vision.pooling import GridPool, pooled_tokens
+from memvp_lab.vision.spec import VisualSpec
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,11 @@ class LayerSet(str, Enum):
     all = "all"
 
 
+@register_method("memvp")
 @dataclass
 class MemVPConfig(MethodConfig):
     """Memory-space visual prompting (paper Sec. 4.2)."""
 
-    _target_: str = "memvp_lab.methods.memvp.MemVPConfig"
     n: int = MISSING  # memory slots (length of the position embeddings)
     lam: float = MISSING  # lambda: scale of the projected visual prompts
     scale: float = MISSING  # s: output scale of the memory term
@@ -48,7 +49,7 @@ class MemVPConfig(MethodConfig):
     pool_mode: str = "max"  # max | avg
 
     def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
-        """Raises ``ConfigError`` naming the key to change."""
+        super().validate(visual, is_encoder_decoder)
         if self.pool_mode not in ("max", "avg"):
             raise ConfigError(f"method.pool_mode={self.pool_mode!r}: expected max or avg")
         if self.pool_size and not visual.grid:
@@ -71,15 +72,14 @@ class MemVPConfig(MethodConfig):
             raise ConfigError(
                 "method.layers=encoder but the backbone is decoder-only; set method.layers=decoder or all"
             )
-        for key in ("lr", "lam", "scale"):
+        for key in ("lam", "scale"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"method.{key}={getattr(self, key)} must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"method.dropout={self.dropout} must be in [0, 1)")
 
-    def build(self, backbone: Backbone, visual: VisualSpec, vision_tower=None) -> VisionLanguageModel:
-        """Attaches visual memory to the backbone's FFNs; only the memory's tensors train."""
-        self.validate(visual, backbone.is_encoder_decoder)
+    def prompting(self, backbone: Backbone, visual: VisualSpec) -> VisualMemory:
+        """Visual memory attached to the backbone's FFNs."""
         sites = select_sites(find_ffn_sites(backbone.model), self.layers.value, self.first_layer, self.last_layer)
         if not sites:
             raise ConfigError(
@@ -112,10 +112,4 @@ class MemVPConfig(MethodConfig):
             sites[0].name,
             sites[-1].name,
         )
-        return VisionLanguageModel(
-            backbone,
-            memory,
-            unfreeze=self.unfreeze,
-            vision_tower=vision_tower,
-            cache_frozen_prefix=self.cache_frozen_prefix,
-        )
+        return memory

@@ -1,0 +1,1 @@
+"""Training a built model: the LightningModule, model factory, optimizer, callbacks, loggers, checkpoints, run folders."""
