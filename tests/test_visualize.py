@@ -19,12 +19,12 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from conftest import make_config, tiny_overrides
-from memvp_lab.checkpoint import save_trainable
-from memvp_lab.config.errors import ConfigError
-from memvp_lab.factory import build_model
+from memvp_lab.errors import ConfigError
 from memvp_lab.paths import config_dir
-from memvp_lab.results import write_results
+from memvp_lab.results.records import write_results
 from memvp_lab.train import train
+from memvp_lab.training.checkpoint import save_trainable
+from memvp_lab.training.factory import build_model
 from memvp_lab.visualization.inputs import image_features, task_queries
 from memvp_lab.visualization.plots import DPI, figure_inches
 from memvp_lab.visualization.retrieval import (
@@ -39,7 +39,7 @@ from memvp_lab.visualization.retrieval import (
     top_slots,
     visual_memory,
 )
-from memvp_lab.visualization.run import Run, data_module, load_run
+from memvp_lab.visualization.run import MemoryRun, data_module, load_memory_run
 from memvp_lab.visualization.tokens import choose, question_tokens
 from memvp_lab.visualize import visualize
 
@@ -74,7 +74,7 @@ def run_dir(data_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def loaded(run_dir):
-    run = load_run(run_dir)
+    run = load_memory_run(run_dir)
     return run, data_module(run)
 
 
@@ -188,7 +188,7 @@ def test_image_file_features_match_the_task_features(loaded, queries):
     """An image file goes through the encoder and the task's standardisation: it gets the features
     training used (up to the float16 storage and traced-vs-eager encoder differences)."""
     run, datamodule = loaded
-    from memvp_lab.data.features import load_image
+    from memvp_lab.data.images import load_image
 
     img_id = queries[0].sample["img_id"]
     features = image_features(run.cfg.vision, datamodule, load_image(datamodule.root / "images" / f"{img_id}.jpg", 224))
@@ -270,7 +270,7 @@ def test_encoder_decoder_backbones(backbone, data_dir, tmp_path):
     built = build_model(cfg)
     built.model.eval()
     memory = visual_memory(built.model, "memvp")
-    run = Run(tmp_path, cfg, built, memory)
+    run = MemoryRun(tmp_path, cfg, built, memory)
     datamodule = data_module(run)
     (query,) = task_queries(datamodule, split="test", question_types=["shape"], image_size=224)
     tokens = question_tokens(datamodule.collate, query.sample, query.prompt_row())

@@ -20,12 +20,12 @@ import hydra
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from memvp_lab.config.errors import ConfigError
+from memvp_lab.errors import ConfigError
 from memvp_lab.paths import config_dir, write_text_atomic
 from memvp_lab.visualization.inputs import Query, image_queries, task_queries
 from memvp_lab.visualization.plots import draw_question
 from memvp_lab.visualization.retrieval import grid_shape, locate
-from memvp_lab.visualization.run import data_module, load_run
+from memvp_lab.visualization.run import data_module, load_memory_run
 from memvp_lab.visualization.tokens import choose, question_tokens
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def visualize(cfg: DictConfig) -> list[Path]:
         torch.set_num_threads(int(cfg.threads))
     if int(cfg.block_top_k) < 0:
         raise ConfigError(f"block_top_k={cfg.block_top_k} must be >= 0")
-    run = load_run(cfg.run_dir, cfg.get("data_dir"), cfg.device)
+    run = load_memory_run(cfg.run_dir, cfg.get("data_dir"), cfg.device)
     grid = grid_shape(run.memory, run.built.visual.grid)
     datamodule = data_module(run)
     generation = OmegaConf.to_container(run.cfg.task.generation)
