@@ -82,13 +82,13 @@ format: setup  ## Rewrite src/ and tests/ in the project's format and fix what r
 	$(VENV)/bin/ruff format src tests
 	$(VENV)/bin/ruff check --fix src tests
 
-test: setup  ## Run the whole test suite (fast and slow tiers)
+test: setup  ## Run the whole test suite: the fast and the integration (slow) tier
+	$(PY) -m pytest -q -m "slow or not slow"
+
+test-fast: setup  ## Run the fast tier only (unit tests on tiny models; what plain `pytest` runs)
 	$(PY) -m pytest -q
 
-test-fast: setup  ## Run only the fast unit tests
-	$(PY) -m pytest -q -m "not slow"
-
-test-slow: setup  ## Run only the slow tests (real entry points, real pretrained default)
+test-slow: setup  ## Run the integration tier only (entry points, whole runs, DDP, resume, real default)
 	$(PY) -m pytest -q -m slow
 
 list-experiments:  ## The paper reproductions in experiments/, one line each

@@ -1,11 +1,51 @@
-"""Builders shared by several test modules."""
+"""Builders shared by several test modules: composed configs, tiny backbones and MemVP configs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from omegaconf import DictConfig, open_dict
+
 from memvp_lab.backbones.tiny import build_tiny
-from memvp_lab.methods.base import Schedule
+from memvp_lab.config.compose import compose_config
+from memvp_lab.methods.contract import Schedule
 from memvp_lab.methods.memvp import Ablation, LayerSet, MemVPConfig
 from memvp_lab.vision.spec import VisualSpec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """Composes ``conf/train.yaml`` with overrides, outside a Hydra run."""
+    cfg = compose_config(overrides)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+TINY_DATA = [
+    "task.data.num_train_images=40",
+    "task.data.num_val_questions=20",
+    "task.data.num_test_questions=40",
+    "vision=tiny_random",
+]
+
+
+def tiny_overrides(backbone: str, data_dir: Path, *extra: str) -> list[str]:
+    """A tiny run of MemVP (by default) on ``backbone``: debug trainer, 40 training images."""
+    layers = ["method.layers=encoder"] if backbone in ("tiny_bart", "tiny_t5") else []
+    return [
+        f"backbone={backbone}",
+        "trainer=debug",
+        "logger=csv",
+        f"paths.data_dir={data_dir}",
+        "method.n=64",
+        *TINY_DATA,
+        *layers,
+        *extra,
+    ]
+
 
 FAMILY = {"llama": "decoder_only", "bart": "encoder_decoder", "t5": "encoder_decoder"}
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from conftest import make_config
+from helpers import make_config
 from memvp_lab.bench import run_study
 from memvp_lab.benchmark.flops_table import Shape, derive_lengths, paper_flops
-from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens, synthetic_batch, task_lengths, text_only
 from memvp_lab.benchmark.measure import (
     analytic_flops,
     build_for_study,
@@ -22,7 +20,8 @@ from memvp_lab.benchmark.measure import (
     saved_activation_bytes,
 )
 from memvp_lab.benchmark.sweep_summary import summarize
-from memvp_lab.paths import config_dir
+from memvp_lab.benchmark.synthetic_batches import Lengths, input_visual_tokens, synthetic_batch, task_lengths, text_only
+from memvp_lab.config.compose import compose_config
 from memvp_lab.training.factory import build_model
 
 TINY = ["vision=tiny_random"]
@@ -36,8 +35,7 @@ def _built(backbone: str, method: str = "memvp"):
 
 
 def _study(name: str, *overrides: str):
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="bench", overrides=[f"study={name}", *overrides]).study
+    return compose_config([f"study={name}", *overrides], config_name="bench").study
 
 
 @pytest.mark.parametrize("backbone", ["tiny_llama", "tiny_t5"])
@@ -102,27 +100,24 @@ def test_table1_lengths_follow_from_the_full_fine_tuning_row_and_predict_memvp()
     """The stored VQAv2 / GQA / COCO lengths are what the paper's full fine-tuning FLOPs imply on
     BART-base and T5-base; from them the analytic count gives MemVP's FLOPs within 10%."""
     paper = paper_flops("table1")
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        shapes = {}
-        for backbone in ("bart_base", "t5_base"):
-            for method in ("full_ft", "memvp"):
-                built, _ = build_for_study(
-                    [
-                        f"method={method}",
-                        f"backbone={backbone}",
-                        "backbone.weights=random",
-                        "vision=clip_rn101",
-                        "task=vqav2",
-                    ],
-                    empty=True,
-                )
-                one = synthetic_batch(built.model, Lengths(4, 1, 49), 1, built.visual.feature_dim)
-                shapes[backbone, method] = Shape(
-                    built.model.lm.config, input_visual_tokens(built.model, one), memory_spec(built.model)
-                )
-        tasks = {
-            t: compose(config_name="train", overrides=[f"task={t}"]).task for t in ("vqav2", "gqa", "coco_caption")
-        }
+    shapes = {}
+    for backbone in ("bart_base", "t5_base"):
+        for method in ("full_ft", "memvp"):
+            built, _ = build_for_study(
+                [
+                    f"method={method}",
+                    f"backbone={backbone}",
+                    "backbone.weights=random",
+                    "vision=clip_rn101",
+                    "task=vqav2",
+                ],
+                empty=True,
+            )
+            one = synthetic_batch(built.model, Lengths(4, 1, 49), 1, built.visual.feature_dim)
+            shapes[backbone, method] = Shape(
+                built.model.lm.config, input_visual_tokens(built.model, one), memory_spec(built.model)
+            )
+    tasks = {t: compose_config([f"task={t}"]).task for t in ("vqav2", "gqa", "coco_caption")}
     assert shapes["bart_base", "full_ft"].visual_tokens == 36 and shapes["t5_base", "memvp"].memory.slots == 240
     for task, task_cfg in tasks.items():
         values = [paper[f"{b}/full_ft"][task] for b in ("bart_base", "t5_base")]

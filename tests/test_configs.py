@@ -8,7 +8,8 @@ import re
 import pytest
 from hydra.utils import get_class, get_method, instantiate
 
-from conftest import make_config
+from helpers import make_config
+from memvp_lab.config.compose import compose_config
 from memvp_lab.config.validate import validate
 from memvp_lab.errors import ConfigError
 from memvp_lab.paths import config_dir
@@ -42,11 +43,26 @@ def expected_error(method: str, backbone: str, vision: str) -> str | None:
 
 
 MODEL_GROUPS = ("method", "backbone", "vision")
+RUN_GROUPS = ("task", "trainer", "logger")
 
 
-@pytest.mark.parametrize(
-    "combo", list(itertools.product(*(options(g) for g in MODEL_GROUPS))), ids=lambda c: "-".join(c)
+def matrix(groups: tuple[str, ...], fast) -> list:
+    """Every combination of the groups' options; those ``fast`` rejects run in the slow tier."""
+    return [
+        pytest.param(combo, id="-".join(combo), marks=() if fast(*combo) else pytest.mark.slow)
+        for combo in itertools.product(*(options(g) for g in groups))
+    ]
+
+
+# Fast tier: every method on a tiny backbone of each family with the visions that test its rules.
+FAST_MODELS = matrix(
+    MODEL_GROUPS,
+    lambda m, b, v: b in ("tiny_llama", "tiny_t5") and v in ("tiny_random", "clip_vit_b32_frames", "clip_vit_l14"),
 )
+FAST_RUNS = matrix(RUN_GROUPS, lambda task, trainer, logger: trainer == "debug" and logger == "csv")
+
+
+@pytest.mark.parametrize("combo", FAST_MODELS)
 def test_every_model_combination_composes_and_validates_or_names_the_key(combo):
     cfg = make_config([f"{g}={o}" for g, o in zip(MODEL_GROUPS, combo)], output_dir=None)
     key = expected_error(*combo)
@@ -59,11 +75,9 @@ def test_every_model_combination_composes_and_validates_or_names_the_key(combo):
     get_method(cfg.vision.encoder._target_)
 
 
-@pytest.mark.parametrize(
-    "combo", list(itertools.product(*(options(g) for g in ("task", "trainer", "logger")))), ids=lambda c: "-".join(c)
-)
+@pytest.mark.parametrize("combo", FAST_RUNS)
 def test_every_run_combination_composes_and_validates(combo):
-    cfg = make_config([f"{g}={o}" for g, o in zip(("task", "trainer", "logger"), combo)], output_dir=None)
+    cfg = make_config([f"{g}={o}" for g, o in zip(RUN_GROUPS, combo)], output_dir=None)
     method = instantiate(cfg.method, _convert_="all")
     validate(cfg, method, VisualSpec(cfg.vision.feature_dim, cfg.vision.num_tokens))
     get_class(cfg.task.data._target_)
@@ -85,13 +99,12 @@ def test_paper_settings_of_method_backbone_pairs():
     assert (smol.n, smol.shared_positions, smol.projector_hidden) == (64, True, 128)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes(experiment):
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    cfg = compose_config([f"experiment={experiment}"], return_hydra_config=True)
     method = instantiate(cfg.method, _convert_="all")
     validate(cfg, method, VisualSpec(cfg.vision.feature_dim, cfg.vision.num_tokens))
     # Every swept key exists in the composed config.

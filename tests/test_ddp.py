@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY_DATA
+from helpers import TINY_DATA
 from memvp_lab.data.vqa import load_annotations
 from memvp_lab.metrics import vqa_score
 

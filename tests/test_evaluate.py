@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_config, tiny_overrides
+from helpers import REPO, make_config, tiny_overrides
 from memvp_lab.errors import ConfigError
 from memvp_lab.evaluate import evaluate, parse
 from memvp_lab.train import train

@@ -12,20 +12,22 @@ from enum import Enum
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import memvp_lab.train  # noqa: F401  (registers the resolvers a run's config uses)
-from conftest import REPO, make_config
+from helpers import REPO, make_config
+from memvp_lab.config.compose import compose_config
 from memvp_lab.metrics.evaluators import CaptionEvaluator
 from memvp_lab.paths import config_dir
 from memvp_lab.report import _row_key, paper_spec
 from memvp_lab.results.paper_numbers import TRAINABLE_M
 from memvp_lab.results.records import write_results
 from memvp_lab.training.factory import method_and_visual
+
+pytestmark = pytest.mark.slow  # integration tier: every sweep composed, make targets run
 
 EXPERIMENTS = REPO / "experiments"
 NAMES = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
@@ -47,8 +49,7 @@ RUN_KEY_SOURCES = ("train.py", "training/callbacks.py", "training/lit_module.py"
 def sweep_jobs(experiment: str) -> list[list[str]]:
     """The overrides of every job ``python -m memvp_lab.train -m experiment=<experiment>`` launches,
     expanded by Hydra's basic sweeper from the file's ``hydra.sweeper.params``."""
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    cfg = compose_config([f"experiment={experiment}"], return_hydra_config=True)
     params = OmegaConf.to_container(cfg.hydra.sweeper.params)
     overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     (jobs,) = BasicSweeper.split_arguments(overrides, max_batch_size=None)

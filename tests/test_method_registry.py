@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hydra.core.config_store import ConfigStore
 
-from memvp_lab.config.compose import compose_train
+from memvp_lab.config.compose import compose_config
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods import registry
 from memvp_lab.methods.input_space.method import InputSpaceMethodConfig
@@ -119,7 +119,7 @@ class ToyInlineConfig(InputSpaceMethodConfig):
 def test_registering_in_process_feeds_the_config_store(scratch_registry):
     register_method("toy_inline")(ToyInlineConfig)
     assert methods()["toy_inline"] is ToyInlineConfig and runs_on("toy_inline", True) and runs_on("toy_inline", False)
-    compose_train()  # registers the schemas
+    compose_config()  # registers the schemas
     schema = ConfigStore.instance().load("method/toy_inline_schema.yaml").node
     assert schema._target_ == target(ToyInlineConfig) == f"{__name__}.ToyInlineConfig"
     assert set(schema) >= {"lr", "unfreeze", "prompt", "cache_frozen_prefix"}

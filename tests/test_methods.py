@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import make_config
+from helpers import make_config
 from memvp_lab.data.collate import VLCollator
 from memvp_lab.errors import CheckpointMismatch, ConfigError
 from memvp_lab.methods.registry import methods, runs_on
@@ -201,7 +201,7 @@ def test_methods_refuse_backbones_they_do_not_fit():
 
 
 def test_injection_that_matches_nothing_fails_clearly():
-    from memvp_lab.backbones.base import Backbone, TextFormat
+    from memvp_lab.backbones.backbone import Backbone, TextFormat
 
     _, backbone, _ = build("memvp", "tiny_llama")
     config = instantiate(make_config(["method=vl_adapter"]).method, _convert_="all")

@@ -170,6 +170,7 @@ def _ddp_worker(rank: int, world: int, port: int, queue) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes
 def test_metrics_gather_across_two_processes_and_count_each_sample_once():
     import socket
 

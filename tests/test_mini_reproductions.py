@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import TINY_DATA
+from helpers import TINY_DATA
 
 # Explicit steps too: an experiment may pin the trainer's (mini_table3 does), command-line values win.
 TINY = [

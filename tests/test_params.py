@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+pytestmark = pytest.mark.slow  # integration tier: every paper model built
+
 # Exact counts of the reference arithmetic (../reference: param_counts.py) for the paper's rows.
 PAPER_EXACT = {
     "bart_base": {

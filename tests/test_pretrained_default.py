@@ -9,7 +9,7 @@ import pytest
 import timm
 import torch
 
-from conftest import make_config
+from helpers import make_config
 from memvp_lab.vision.efficientnet_lite0 import TIMM_NAME, load_pretrained, map_state_dict, weights_path
 
 

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_DATA, make_config, tiny_overrides
+from helpers import REPO, TINY_DATA, make_config, tiny_overrides
 from memvp_lab.data import shapes_vqa
 from memvp_lab.errors import NonFiniteLossError
 from memvp_lab.train import train
+
+pytestmark = pytest.mark.slow  # integration tier: whole runs compared
 
 
 def training_losses(run_dir: Path) -> dict[int, str]:
@@ -42,7 +44,6 @@ METHOD_CASES = [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method,backbone", METHOD_CASES, ids=lambda x: str(x))
 def test_first_run_equals_a_run_on_prepared_data(method, backbone, tmp_path):
     """The first run generates the dataset and extracts features (with a randomly initialised
@@ -68,7 +69,6 @@ def test_first_run_equals_a_run_on_prepared_data(method, backbone, tmp_path):
     assert scores(first) == scores(cached)
 
 
-@pytest.mark.slow
 def test_real_default_first_run_equals_later_run(tmp_path):
     """`python -m memvp_lab.train` on an empty data folder and an empty model cache (it generates,
     extracts and converts SmolLM2), then again on the filled ones: identical numbers. Before the

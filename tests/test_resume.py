@@ -16,10 +16,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import make_config, tiny_overrides
+from helpers import make_config, tiny_overrides
 from memvp_lab.data.sampling import EpochKeyedDataset, ResumableSampler
 from memvp_lab.errors import CheckpointMismatch, ConfigError
-from memvp_lab.train import latest_checkpoint, train
+from memvp_lab.train import train
+from memvp_lab.training.runs import latest_checkpoint
+
+pytestmark = pytest.mark.slow  # integration tier: training killed and resumed
 
 
 class _Draws(torch.utils.data.Dataset):
@@ -107,7 +110,6 @@ def _losses(run_dir: Path, version: int = 0) -> dict[int, str]:
     return {int(row["step"]): row["train/loss"] for row in rows if row.get("train/loss")}
 
 
-@pytest.mark.slow
 def test_latest_checkpoint_skips_a_truncated_or_corrupt_newest_file(tmp_path):
     folder = tmp_path / "checkpoints"
     folder.mkdir()

@@ -7,7 +7,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext
@@ -15,7 +14,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig
 
 import memvp_lab.train  # noqa: F401  registers the resolvers of the run folder names (pid)
-from memvp_lab.paths import config_dir
+from memvp_lab.config.compose import compose_config
 
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 DDP4 = ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4"]
@@ -23,8 +22,7 @@ DDP4 = ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4"]
 
 def compose_with_hydra(overrides: list[str]) -> DictConfig:
     """``conf/train.yaml`` with its ``hydra`` node, as a multirun would compose it."""
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    return compose_config(overrides, return_hydra_config=True)
 
 
 def instantiate_launcher(cfg: DictConfig) -> Launcher:

@@ -11,10 +11,12 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import make_config
+from helpers import make_config
 from memvp_lab.errors import DataError, FeatureError
 from memvp_lab.train import train
 from real_formats import write_coco_captions, write_feature_dir, write_gqa, write_vqav2
+
+pytestmark = pytest.mark.slow  # integration tier: every task trained end to end
 
 NEEDS_JAVA = pytest.mark.skipif(
     shutil.which("java") is None, reason="pycocoevalcap's PTB tokenizer needs Java (make java)"

@@ -13,10 +13,12 @@ import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
-from conftest import TINY_DATA, make_config, tiny_overrides
+from helpers import TINY_DATA, make_config, tiny_overrides
 from memvp_lab.errors import ConfigError
 from memvp_lab.train import train
 from wandb_records import config_keys, history_keys, run_info
+
+pytestmark = pytest.mark.slow  # integration tier: the train entry point end to end
 
 REQUIRED = (
     "test/vqa_score",
@@ -157,7 +159,6 @@ def _cli(args: list[str], cwd: Path, env_extra: dict | None = None) -> subproces
     )
 
 
-@pytest.mark.slow
 def test_cli_multirun_sweep_gives_one_folder_per_job(data_dir, tmp_path):
     sweep = tmp_path / "sweep"
     proc = _cli(
@@ -168,7 +169,6 @@ def test_cli_multirun_sweep_gives_one_folder_per_job(data_dir, tmp_path):
     assert lrs == [1e-3, 5e-3]
 
 
-@pytest.mark.slow
 def test_cli_runs_started_together_never_share_a_folder(data_dir, tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     args = [sys.executable, "-m", "memvp_lab.train", *tiny_overrides("tiny_llama", data_dir)]
@@ -182,7 +182,6 @@ def test_cli_runs_started_together_never_share_a_folder(data_dir, tmp_path):
     assert len(results) == 2 and results[0].parent != results[1].parent
 
 
-@pytest.mark.slow
 def test_cli_reports_bad_value_at_startup(data_dir, tmp_path):
     proc = _cli([*tiny_overrides("tiny_llama", data_dir), "method.n=10"], tmp_path)
     assert proc.returncode == 2
@@ -227,7 +226,6 @@ def test_skip_existing_leaves_a_finished_run_alone(data_dir, tmp_path):
     assert not (tmp_path / "csv").exists()  # nothing ran
 
 
-@pytest.mark.slow
 def test_cli_multirun_logs_one_wandb_run_per_job_grouped_by_sweep(data_dir, tmp_path):
     sweep = tmp_path / "sweep"
     overrides = [o for o in tiny_overrides("tiny_llama", data_dir) if not o.startswith("logger=")]
@@ -240,7 +238,6 @@ def test_cli_multirun_logs_one_wandb_run_per_job_grouped_by_sweep(data_dir, tmp_
     assert all("backbone=tiny_llama" in i["name"] and "paths." not in i["name"] for i in infos)
 
 
-@pytest.mark.slow
 def test_features_commands_run_as_documented(tmp_path):
     """`python -m memvp_lab.features extract` and `consolidate`, typed as the README shows them, in a
     fresh working directory (the extract command once failed composing its config)."""

@@ -15,18 +15,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from conftest import make_config, tiny_overrides
+from helpers import make_config, tiny_overrides
+from memvp_lab.config.compose import compose_config
 from memvp_lab.errors import ConfigError
-from memvp_lab.paths import config_dir
 from memvp_lab.results.records import write_results
 from memvp_lab.train import train
 from memvp_lab.training.checkpoint import save_trainable
 from memvp_lab.training.factory import build_model
-from memvp_lab.visualization.inputs import image_features, task_queries
-from memvp_lab.visualization.plots import DPI, figure_inches
+from memvp_lab.visualization.heatmaps import DPI, figure_inches
+from memvp_lab.visualization.queries import image_features, task_queries
 from memvp_lab.visualization.retrieval import (
     blocked_mask,
     bound_with,
@@ -42,6 +41,8 @@ from memvp_lab.visualization.retrieval import (
 from memvp_lab.visualization.run import MemoryRun, data_module, load_memory_run
 from memvp_lab.visualization.tokens import choose, question_tokens
 from memvp_lab.visualize import visualize
+
+pytestmark = pytest.mark.slow  # integration tier: a trained run per module
 
 # A few steps with a large constant learning rate: the memory's tensors (P_v included) move away
 # from their initialisation, so the position-only slots contribute something.
@@ -85,8 +86,7 @@ def queries(loaded):
 
 
 def _visualize_cfg(*overrides: str):
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="visualize", overrides=["threads=1", *overrides])
+    return compose_config(["threads=1", *overrides], config_name="visualize")
 
 
 def test_question_tokens_are_the_question(loaded, queries):

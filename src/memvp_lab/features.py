@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hydra.utils import instantiate
 
-from memvp_lab.config.compose import compose_train
+from memvp_lab.config.compose import compose_config
 from memvp_lab.data.extraction import consolidate, extract_features
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -41,7 +41,7 @@ def find_images(folder: Path, pattern: str, id_from: str) -> dict[str, Path]:
 
 def vision_encoder(name: str, weights: str | None, overrides: list[str]):
     extra = [f"vision.encoder.weights={weights}"] if weights else []
-    cfg = compose_train([f"vision={name}", "vision.adapters=null", *extra, *overrides])
+    cfg = compose_config([f"vision={name}", "vision.adapters=null", *extra, *overrides])
     return lambda: instantiate(cfg.vision.encoder)
 
 

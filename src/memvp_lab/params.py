@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 
-from memvp_lab.config.compose import compose_train
+from memvp_lab.config.compose import compose_config
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods.registry import methods, runs_on
 from memvp_lab.results.paper_numbers import PAPER_VISION, TRAINABLE_DECIMALS, TRAINABLE_M
@@ -32,7 +32,7 @@ def method_names() -> list[str]:
 
 
 def is_encoder_decoder(backbone: str) -> bool:
-    return compose_train([f"backbone={backbone}"]).backbone.family == "encoder_decoder"
+    return compose_config([f"backbone={backbone}"]).backbone.family == "encoder_decoder"
 
 
 def pairs(backbones=BACKBONES, names=None) -> list[tuple[str, str]]:
@@ -59,7 +59,7 @@ def count(backbone: str, method: str) -> dict[str, int]:
         "task.images_on_the_fly=true",
         "logger=none",
     ]
-    return build_model(compose_train(overrides), device="meta").model.parameter_counts()
+    return build_model(compose_config(overrides), device="meta").model.parameter_counts()
 
 
 def matches(backbone: str, method: str, trainable: int) -> bool | None:

@@ -22,8 +22,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from memvp_lab.errors import ConfigError
 from memvp_lab.paths import config_dir, write_text_atomic
-from memvp_lab.visualization.inputs import Query, image_queries, task_queries
-from memvp_lab.visualization.plots import draw_question
+from memvp_lab.visualization.heatmaps import draw_question
+from memvp_lab.visualization.queries import Query, image_queries, task_queries
 from memvp_lab.visualization.retrieval import grid_shape, locate
 from memvp_lab.visualization.run import data_module, load_memory_run
 from memvp_lab.visualization.tokens import choose, question_tokens

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from memvp_lab.backbones.base import Backbone, TextFormat, check_family, ensure_pad_token
+from memvp_lab.backbones.backbone import Backbone, TextFormat, check_family, ensure_pad_token
 from memvp_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import torch
 from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from memvp_lab.backbones.base import Backbone, TextFormat
+from memvp_lab.backbones.backbone import Backbone, TextFormat
 from memvp_lab.backbones.pretrained import load_pretrained
 from memvp_lab.rng import isolated_rng
 from memvp_lab.wheel_files import wheel_file

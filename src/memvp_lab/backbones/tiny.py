@@ -20,7 +20,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from memvp_lab.backbones.base import Backbone, TextFormat, check_family
+from memvp_lab.backbones.backbone import Backbone, TextFormat, check_family
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 _CORPUS = (

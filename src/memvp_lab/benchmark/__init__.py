@@ -10,5 +10,5 @@ the configured ones (a task's average lengths). One module per kind of study:
 * ``overhead``     MemVP against the same language model on the text alone (Eq. 13 and 15)
 * ``prefix_cache_study`` MemVP training steps with and without the frozen-prefix cache
 
-``inputs`` builds the batches, ``measure`` holds the measurements they share, ``plots`` the figures.
+``synthetic_batches`` builds the batches, ``measure`` holds the measurements they share, ``plots`` the figures.
 """

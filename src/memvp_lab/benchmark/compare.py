@@ -8,7 +8,6 @@ import logging
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens, synthetic_batch, task_lengths
 from memvp_lab.benchmark.measure import (
     Subject,
     analytic_flops,
@@ -17,6 +16,7 @@ from memvp_lab.benchmark.measure import (
     time_subjects,
     training_memory_bytes,
 )
+from memvp_lab.benchmark.synthetic_batches import Lengths, input_visual_tokens, synthetic_batch, task_lengths
 
 log = logging.getLogger(__name__)
 

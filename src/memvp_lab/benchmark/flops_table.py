@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from memvp_lab.benchmark.inputs import input_visual_tokens, synthetic_batch, task_lengths
 from memvp_lab.benchmark.measure import analytic_flops, build_for_study, measured_flops, memory_spec
-from memvp_lab.config.compose import compose_train
+from memvp_lab.benchmark.synthetic_batches import input_visual_tokens, synthetic_batch, task_lengths
+from memvp_lab.config.compose import compose_config
 from memvp_lab.model.flops import MemorySpec, analytic_lm_flops
 from memvp_lab.paths import config_dir
 
@@ -64,7 +64,7 @@ def paper_flops(experiment: str) -> dict[str, dict[str, float]]:
 
 def run(cfg: DictConfig) -> dict:
     paper = paper_flops(cfg.paper)
-    stored = {task: compose_train([f"task={task}"]).task for task in cfg.tasks}
+    stored = {task: compose_config([f"task={task}"]).task for task in cfg.tasks}
     cells: dict[str, dict[str, dict]] = {}
     shapes: dict[str, Shape] = {}
     for backbone in cfg.backbones:

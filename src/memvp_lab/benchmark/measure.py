@@ -10,8 +10,8 @@ import torch
 from omegaconf import DictConfig
 
 from memvp_lab.batch import VLBatch
-from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens
-from memvp_lab.config.compose import compose_train
+from memvp_lab.benchmark.synthetic_batches import Lengths, input_visual_tokens
+from memvp_lab.config.compose import compose_config
 from memvp_lab.methods.memvp.memory import VisualMemory
 from memvp_lab.model.flops import MemorySpec, analytic_lm_flops, measure_lm_flops
 from memvp_lab.model.vision_language_model import VisionLanguageModel
@@ -26,7 +26,7 @@ def build_for_study(overrides: Sequence[str], empty: bool = False) -> tuple[Buil
         empty: build the backbone on the meta device and then allocate it uninitialised: for
             counting FLOPs, where values do not matter, this skips seconds of random init.
     """
-    cfg = compose_train(overrides)
+    cfg = compose_config(overrides)
     empty = empty and "device" in cfg.backbone  # tiny test backbones are built directly
     if empty:
         cfg.backbone.device = "meta"

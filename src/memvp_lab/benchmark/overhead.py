@@ -11,7 +11,6 @@ import logging
 
 from omegaconf import DictConfig
 
-from memvp_lab.benchmark.inputs import synthetic_batch, task_lengths, text_only
 from memvp_lab.benchmark.measure import (
     Subject,
     analytic_flops,
@@ -20,6 +19,7 @@ from memvp_lab.benchmark.measure import (
     memory_spec,
     time_subjects,
 )
+from memvp_lab.benchmark.synthetic_batches import synthetic_batch, task_lengths, text_only
 from memvp_lab.model.flops import lm_shape
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import logging
 import torch
 from omegaconf import DictConfig
 
-from memvp_lab.benchmark.inputs import synthetic_batch, task_lengths
 from memvp_lab.benchmark.measure import Subject, build_for_study, interleaved, medians
+from memvp_lab.benchmark.synthetic_batches import synthetic_batch, task_lengths
 
 log = logging.getLogger(__name__)
 

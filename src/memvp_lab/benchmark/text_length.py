@@ -7,8 +7,8 @@ import logging
 
 from omegaconf import DictConfig, OmegaConf
 
-from memvp_lab.benchmark.inputs import Lengths, input_visual_tokens, synthetic_batch, text_only
 from memvp_lab.benchmark.measure import Subject, build_for_study, time_subjects
+from memvp_lab.benchmark.synthetic_batches import Lengths, input_visual_tokens, synthetic_batch, text_only
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from omegaconf import DictConfig
 
 from memvp_lab.errors import ConfigError
-from memvp_lab.methods.base import MethodConfig
+from memvp_lab.methods.contract import MethodConfig
 from memvp_lab.vision.spec import VisualSpec
 
 FAMILIES = ("decoder_only", "encoder_decoder")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memvp_lab.backbones.base import Backbone
+from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.batch import VLBatch
 
 

@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from memvp_lab.backbones.base import Backbone
+from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.data.collate import VLCollator
 from memvp_lab.data.feature_files import FeatureSources
 from memvp_lab.data.sampling import EpochKeyedDataset, ResumableSampler

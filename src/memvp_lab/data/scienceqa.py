@@ -22,7 +22,7 @@ from memvp_lab.data.feature_files import FeatureSources
 from memvp_lab.data.images import load_image
 from memvp_lab.data.vqa import read_json
 from memvp_lab.errors import DataError
-from memvp_lab.metrics.scienceqa import problem_categories
+from memvp_lab.metrics.scienceqa_categories import problem_categories
 
 REQUIRED = {"question": str, "choices": list, "answer": int}
 

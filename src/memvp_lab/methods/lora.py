@@ -15,7 +15,7 @@ from omegaconf import MISSING
 from peft import LoraConfig as PeftLoraConfig
 from peft import inject_adapter_in_model
 
-from memvp_lab.backbones.base import Backbone
+from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods.input_space.method import InputSpaceMethodConfig
 from memvp_lab.methods.registry import register_method

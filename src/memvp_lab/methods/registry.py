@@ -18,7 +18,7 @@ import importlib.metadata
 import pkgutil
 
 from memvp_lab.errors import ConfigError
-from memvp_lab.methods.base import MethodConfig
+from memvp_lab.methods.contract import MethodConfig
 
 _REGISTRY: dict[str, type[MethodConfig]] = {}
 _discovered = False

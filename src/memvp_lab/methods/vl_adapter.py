@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from omegaconf import MISSING
 from torch import nn
 
-from memvp_lab.backbones.base import Backbone
+from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods.adapters import BottleneckAdapter
 from memvp_lab.methods.adapters.modules import INITS

@@ -19,7 +19,7 @@ from typing import ClassVar
 from omegaconf import MISSING
 from torch import nn
 
-from memvp_lab.backbones.base import Backbone
+from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods.adapters import BottleneckAdapter, LowRankGate
 from memvp_lab.methods.adapters.modules import INITS

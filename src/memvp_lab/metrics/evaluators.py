@@ -18,7 +18,7 @@ from memvp_lab.batch import VLBatch
 from memvp_lab.metrics.captioning import CaptionScores
 from memvp_lab.metrics.choices import ChoiceAccuracy, choice_index
 from memvp_lab.metrics.exact_match import ExactMatch
-from memvp_lab.metrics.scienceqa import CATEGORIES
+from memvp_lab.metrics.scienceqa_categories import CATEGORIES
 from memvp_lab.metrics.vqa_score import VQAScore
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memvp_lab.backbones.base import Backbone
+from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.batch import VLBatch
 from memvp_lab.errors import ConfigError
 from memvp_lab.model.prefix_cache import FrozenPrefixCache, frozen_prefix_layers, is_right_padded

@@ -8,10 +8,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from memvp_lab.backbones.base import Backbone
+from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.config.validate import validate
 from memvp_lab.errors import ConfigError
-from memvp_lab.methods.base import MethodConfig
+from memvp_lab.methods.contract import MethodConfig
 from memvp_lab.model.vision_language_model import VisionLanguageModel
 from memvp_lab.training.optim import lr_multipliers
 from memvp_lab.vision.spec import VisualSpec

@@ -14,7 +14,7 @@ import torch.distributed as dist
 
 from memvp_lab.batch import VLBatch
 from memvp_lab.errors import CheckpointMismatch, NonFiniteLossError
-from memvp_lab.methods.base import MethodConfig, Schedule
+from memvp_lab.methods.contract import MethodConfig, Schedule
 from memvp_lab.metrics.evaluators import Evaluator, VQAEvaluator
 from memvp_lab.model.flops import measure_lm_flops
 from memvp_lab.model.vision_language_model import VisionLanguageModel

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from memvp_lab.methods.base import MethodConfig
+from memvp_lab.methods.contract import MethodConfig
 
 
 def lr_multipliers(names: Sequence[str], method: MethodConfig) -> dict[str, float]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from memvp_lab.backbones.base import Backbone
-from memvp_lab.methods.base import MethodConfig
+from memvp_lab.backbones.backbone import Backbone
+from memvp_lab.methods.contract import MethodConfig
 from memvp_lab.methods.input_space.prompt_config import InputPromptConfig, build_input_prompting
 from memvp_lab.model.prompting import Prompting
 from memvp_lab.vision.spec import VisualSpec

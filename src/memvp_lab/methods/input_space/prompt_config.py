@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from omegaconf import MISSING
 
-from memvp_lab.backbones.base import Backbone
+from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods.input_space.input_prompting import DecoderOnlyInputPrompting, EncoderDecoderInputPrompting
 from memvp_lab.methods.input_space.visual_embedding import VisualEmbedding

@@ -9,9 +9,9 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from memvp_lab.backbones.base import Backbone
+from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.errors import ConfigError
-from memvp_lab.methods.base import MethodConfig
+from memvp_lab.methods.contract import MethodConfig
 from memvp_lab.methods.memvp.ffn_sites import find_ffn_sites, select_sites
 from memvp_lab.methods.memvp.memory import Ablation, VisualMemory, min_slots
 from memvp_lab.methods.registry import register_method

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from omegaconf import MISSING
 
-from memvp_lab.backbones.base import Backbone
+from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.errors import ConfigError
 from memvp_lab.model.prompting import Prompting
 from memvp_lab.model.vision_language_model import UNFREEZE_PARTS, VisionLanguageModel
