@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from statistics import fmean
 
 from omegaconf import DictConfig, open_dict
 
 from memvp_lab.backbones.tiny import build_tiny
 from memvp_lab.config.compose import compose_config
+from memvp_lab.data import shapes_vqa
+from memvp_lab.data.vqa import load_annotations
 from memvp_lab.methods.contract import Schedule
 from memvp_lab.methods.memvp import Ablation, LayerSet, MemVPConfig
+from memvp_lab.metrics.vqa_score import vqa_score
 from memvp_lab.vision.spec import VisualSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,3 +83,24 @@ def memvp_config(**overrides) -> MemVPConfig:
 
 
 VISUAL = VisualSpec(feature_dim=32, num_tokens=8)
+
+
+def shapes_annotations(results: dict) -> Path:
+    """The official-format annotation file of the shapes dataset a run's results.json used."""
+    data = results["config"]["task"]["data"]
+    spec = shapes_vqa.ShapesVQASpec(
+        seed=data["seed"],
+        num_train_images=data["num_train_images"],
+        num_val_questions=data["num_val_questions"],
+        num_test_questions=data["num_test_questions"],
+    )
+    return Path(data["data_dir"]) / spec.dirname() / data["annotation_file"]
+
+
+def rescored_vqa(run_dir: Path, annotations: list[Path], rule: str = "official") -> float:
+    """A run's test VQA score recomputed from its ``predictions_test.json`` and the human answers."""
+    answers = {}
+    for path in annotations:
+        answers.update(load_annotations(path))
+    predictions = json.loads((run_dir / "predictions_test.json").read_text())
+    return fmean(vqa_score(p["answer"], answers[p["question_id"]], rule=rule) for p in predictions)

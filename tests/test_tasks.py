@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from helpers import make_config
+from helpers import make_config, rescored_vqa
 from memvp_lab.errors import DataError, FeatureError
 from memvp_lab.train import train
 from real_formats import write_coco_captions, write_feature_dir, write_gqa, write_vqav2
@@ -47,7 +47,11 @@ def run(task: str, root: Path, out: Path, *extra: str) -> dict:
 
 def test_vqav2_trains_and_scores_with_official_answers(tmp_path):
     results = run("vqav2", write_vqav2(tmp_path / "data"), tmp_path / "run")
-    assert 0.0 <= results["test/vqa_score"] <= 1.0
+    annotations = [
+        Path(results["config"]["task"]["data"]["root"]) / f
+        for f in results["config"]["task"]["data"]["annotation_file"]
+    ]
+    assert results["test/vqa_score"] == pytest.approx(rescored_vqa(tmp_path / "run", annotations), abs=1e-6)
     assert {"test/vqa_score/answer_type/yes_no", "test/vqa_score/answer_type/number"} <= set(results)
     predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
     assert sorted(p["question_id"] for p in predictions) == list(range(3000, 3008))

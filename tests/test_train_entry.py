@@ -13,7 +13,7 @@ import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
-from helpers import TINY_DATA, make_config, tiny_overrides
+from helpers import TINY_DATA, make_config, rescored_vqa, shapes_annotations, tiny_overrides
 from memvp_lab.errors import ConfigError
 from memvp_lab.train import train
 from wandb_records import config_keys, history_keys, run_info
@@ -45,7 +45,8 @@ def test_train_writes_results(backbone, data_dir, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     for key in REQUIRED:
         assert key in results and key in metrics
-    assert 0.0 <= results["test/vqa_score"] <= 1.0
+    # The logged score is the official rule applied to the written predictions, sample by sample.
+    assert results["test/vqa_score"] == pytest.approx(rescored_vqa(tmp_path, [shapes_annotations(results)]), abs=1e-6)
     assert results["params/trainable"] == _expected_trainable(64)
     assert results["flops/lm_gflops_per_sample"] > 0
     assert results["config"]["method"]["n"] == 64
