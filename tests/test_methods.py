@@ -16,7 +16,7 @@ from memvp_lab.errors import CheckpointMismatch, ConfigError
 from memvp_lab.methods.registry import methods, runs_on
 from memvp_lab.model.vision_language_model import norm_modules
 from memvp_lab.training.checkpoint import load_trainable, save_trainable
-from memvp_lab.training.factory import build_model, method_and_visual
+from memvp_lab.training.factory import build_backbone, build_model, method_and_visual
 from memvp_lab.training.optim import param_groups
 from memvp_lab.vision.spec import VisualSpec
 
@@ -31,7 +31,7 @@ def build(method: str, arch: str, seed: int = 0, *overrides: str):
     cfg = make_config([f"method={method}", f"backbone={arch}", "vision=tiny_random", *overrides])
     torch.manual_seed(seed)
     config = instantiate(cfg.method, _convert_="all")
-    backbone = instantiate(cfg.backbone)
+    backbone = build_backbone(cfg.backbone)
     return config, backbone, config.build(backbone, VISUAL)
 
 

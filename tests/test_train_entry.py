@@ -16,6 +16,7 @@ from omegaconf.errors import ValidationError
 from helpers import TINY_DATA, make_config, rescored_vqa, shapes_annotations, tiny_overrides
 from memvp_lab.errors import ConfigError
 from memvp_lab.train import train
+from memvp_lab.training.factory import build_backbone
 from wandb_records import config_keys, history_keys, run_info
 
 pytestmark = pytest.mark.slow  # integration tier: the train entry point end to end
@@ -69,7 +70,7 @@ def test_only_memory_tensors_train(data_dir, tmp_path):
     cfg = make_config(tiny_overrides("tiny_llama", data_dir), tmp_path)
     method = instantiate(cfg.method, _convert_="all")
     visual = VisualSpec(cfg.vision.feature_dim, cfg.vision.num_tokens)
-    backbone = instantiate(cfg.backbone)
+    backbone = build_backbone(cfg.backbone)
     model = method.build(backbone, visual)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainable = {n for n, _ in model.trainable_named_parameters()}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.config.validate import validate
@@ -25,6 +25,20 @@ def instantiate_node(node: DictConfig, *args, **kwargs):
         if isinstance(err.__cause__, ConfigError):
             raise err.__cause__ from None
         raise
+
+
+# Backbone keys that describe its family to the methods (their YAML reads them by interpolation,
+# e.g. ${backbone.added_weights.linear_init}); not arguments of the function that builds it.
+FAMILY_PROPERTIES = ("added_weights",)
+
+
+def build_backbone(node: DictConfig, device: str | None = None) -> Backbone:
+    """The backbone a ``backbone`` config node describes (``device="meta"``: shapes only)."""
+    node = node.copy()
+    with open_dict(node):
+        for key in FAMILY_PROPERTIES:
+            node.pop(key, None)
+    return instantiate_node(node, **({"device": device} if device else {}))
 
 
 @dataclass
@@ -53,7 +67,7 @@ def build_model(cfg: DictConfig, device: str | None = None) -> Built:
     ``device="meta"`` builds shapes only (parameter counts of 7B/13B models without memory).
     """
     method, visual = method_and_visual(cfg)
-    backbone = instantiate_node(cfg.backbone, **({"device": device} if device else {}))
+    backbone = build_backbone(cfg.backbone, device)
     tower = None
     if cfg.vision.get("adapters"):
         tower = instantiate_node(cfg.vision.encoder, **({"device": device} if device else {}))
