@@ -110,3 +110,26 @@ def test_every_experiment_composes(experiment):
     # Every swept key exists in the composed config.
     for key in OmegaConf.to_container(cfg.hydra.sweeper.params):
         assert OmegaConf.select(cfg, key) is not None, key
+
+
+@pytest.mark.parametrize(
+    "size, mode, grid, message",
+    [
+        (6, "max", True, None),
+        (None, "avg", False, None),  # no pooling: any token layout
+        (7, "max", True, None),  # 49 tokens -> 7 x 7: allowed, changes nothing
+        (6, "mean", True, "method.prompt.pool_mode='mean': expected max or avg"),
+        (6, "max", False, "method.prompt.pool_size=6 pools a 2D grid"),
+        (0, "max", True, "method.prompt.pool_size=0 must be positive"),
+        (8, "max", True, "pool_size^2 <= the 49 visual tokens"),
+    ],
+)
+def test_pooling_settings_are_checked_once_for_both_method_families(size, mode, grid, message):
+    from memvp_lab.vision.pooling import check_pooling
+
+    visual = VisualSpec(feature_dim=8, num_tokens=49, grid=grid)
+    if message is None:
+        check_pooling("method.prompt", size, mode, visual)
+    else:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_pooling("method.prompt", size, mode, visual)

@@ -8,6 +8,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from memvp_lab.errors import ConfigError
+from memvp_lab.vision.spec import VisualSpec
+
+
+def check_pooling(key: str, size: int | None, mode: str, visual: VisualSpec) -> None:
+    """Raises ``ConfigError`` naming ``<key>.pool_size`` / ``<key>.pool_mode`` (e.g. ``key="method"``)
+    when pooling to ``size x size`` with ``mode`` cannot apply to ``visual``."""
+    if mode not in ("max", "avg"):
+        raise ConfigError(f"{key}.pool_mode={mode!r}: expected max or avg")
+    if size is None:
+        return
+    if size and not visual.grid:
+        raise ConfigError(
+            f"{key}.pool_size={size} pools a 2D grid, but this vision config gives a sequence of tokens "
+            f"(vision.grid=false); set {key}.pool_size=null"
+        )
+    if size <= 0 or size * size > visual.num_tokens:
+        raise ConfigError(
+            f"{key}.pool_size={size} must be positive with pool_size^2 <= the {visual.num_tokens} visual "
+            "tokens (or null for no pooling)"
+        )
+
 
 def pooled_tokens(num_tokens: int, size: int | None) -> int:
     """Visual tokens after pooling a square grid of ``num_tokens`` to ``size x size``."""

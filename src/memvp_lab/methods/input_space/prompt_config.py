@@ -14,7 +14,7 @@ from memvp_lab.errors import ConfigError
 from memvp_lab.methods.input_space.input_prompting import DecoderOnlyInputPrompting, EncoderDecoderInputPrompting
 from memvp_lab.methods.input_space.visual_embedding import VisualEmbedding
 from memvp_lab.model.prompting import Prompting
-from memvp_lab.vision.pooling import GridPool, pooled_tokens
+from memvp_lab.vision.pooling import GridPool, check_pooling, pooled_tokens
 from memvp_lab.vision.projector import Projector
 from memvp_lab.vision.spec import VisualSpec
 
@@ -40,20 +40,7 @@ class InputPromptConfig:
     projector_bias: bool = MISSING
 
     def validate(self, visual: VisualSpec) -> None:
-        if self.pool_mode not in ("max", "avg"):
-            raise ConfigError(f"method.prompt.pool_mode={self.pool_mode!r}: expected max or avg")
-        if self.pool_size and not visual.grid:
-            raise ConfigError(
-                f"method.prompt.pool_size={self.pool_size} pools a 2D grid, but this vision config gives "
-                "a sequence of tokens (vision.grid=false); set method.prompt.pool_size=null"
-            )
-        if self.pool_size is not None and self.pool_size <= 0:
-            raise ConfigError(f"method.prompt.pool_size={self.pool_size} must be positive (or null for no pooling)")
-        if self.pool_size and pooled_tokens(visual.num_tokens, self.pool_size) > visual.num_tokens:
-            raise ConfigError(
-                f"method.prompt.pool_size={self.pool_size} gives more tokens than the "
-                f"{visual.num_tokens} visual tokens; choose a smaller size"
-            )
+        check_pooling("method.prompt", self.pool_size, self.pool_mode, visual)
 
     def num_tokens(self, visual: VisualSpec) -> int:
         return pooled_tokens(visual.num_tokens, self.pool_size)

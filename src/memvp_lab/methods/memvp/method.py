@@ -15,7 +15,7 @@ from memvp_lab.methods.contract import MethodConfig
 from memvp_lab.methods.memvp.ffn_sites import find_ffn_sites, select_sites
 from memvp_lab.methods.memvp.memory import Ablation, VisualMemory, min_slots
 from memvp_lab.methods.registry import register_method
-from memvp_lab.vision.pooling import GridPool, pooled_tokens
+from memvp_lab.vision.pooling import GridPool, check_pooling, pooled_tokens
 from memvp_lab.vision.spec import VisualSpec
 
 log = logging.getLogger(__name__)
@@ -50,18 +50,7 @@ class MemVPConfig(MethodConfig):
 
     def validate(self, visual: VisualSpec, is_encoder_decoder: bool | None = None) -> None:
         super().validate(visual, is_encoder_decoder)
-        if self.pool_mode not in ("max", "avg"):
-            raise ConfigError(f"method.pool_mode={self.pool_mode!r}: expected max or avg")
-        if self.pool_size and not visual.grid:
-            raise ConfigError(
-                f"method.pool_size={self.pool_size} pools a 2D grid, but this vision config gives a "
-                "sequence of tokens (vision.grid=false); set method.pool_size=null"
-            )
-        if self.pool_size is not None and (self.pool_size <= 0 or self.pool_size**2 > visual.num_tokens):
-            raise ConfigError(
-                f"method.pool_size={self.pool_size} must be positive with pool_size^2 <= the "
-                f"{visual.num_tokens} visual tokens (or null for no pooling)"
-            )
+        check_pooling("method", self.pool_size, self.pool_mode, visual)
         needed = min_slots(self.ablation, pooled_tokens(visual.num_tokens, self.pool_size))
         if self.n < needed:
             raise ConfigError(
