@@ -1,1 +1,2 @@
-"""Fine-tuning methods: each a small package with a typed config whose ``build`` applies it."""
+"""Fine-tuning methods: each a module or package with a typed config registered by name
+(``registry``), following the contract in ``contract``; see docs/adding-a-method.md."""

@@ -1,4 +1,4 @@
-"""MemVP's typed config and its ``build``."""
+"""MemVP's typed config: its settings, their checks, and the visual memory it attaches to the FFNs."""
 
 from __future__ import annotations
 
