@@ -12,7 +12,7 @@ from helpers import make_config
 from memvp_lab.config.compose import compose_config
 from memvp_lab.config.validate import validate
 from memvp_lab.errors import ConfigError
-from memvp_lab.paths import config_dir
+from memvp_lab.paths import config_dir, experiments_dir
 from memvp_lab.training.factory import method_and_visual
 from memvp_lab.vision.spec import VisualSpec
 
@@ -100,7 +100,7 @@ def test_paper_settings_of_method_backbone_pairs():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment", options("experiment"))
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in experiments_dir().glob("*.yaml")))
 def test_every_experiment_composes(experiment):
     from omegaconf import OmegaConf
 

@@ -22,12 +22,12 @@ import torch
 from omegaconf import DictConfig
 
 from memvp_lab.benchmark import compare, flops_table, overhead, plots, prefix_cache_study, text_length
-from memvp_lab.config.schemas import register_schemas
+from memvp_lab.config.schemas import register_configs
 from memvp_lab.paths import config_dir, write_text_atomic
 from memvp_lab.results.records import machine, package_versions
 
 log = logging.getLogger(__name__)
-register_schemas()
+register_configs()
 
 STUDIES = {
     "compare": compare,

@@ -18,6 +18,14 @@ def config_dir() -> Path:
     return path
 
 
+def experiments_dir() -> Path:
+    """The ``experiments/`` directory (paper reproductions as sweeps, and their paper numbers):
+    ``$MEMVP_LAB_EXPERIMENTS`` or the one beside ``conf/``. Its YAML files are the ``experiment``
+    config group (``memvp_lab.config.schemas.register_configs``)."""
+    env = os.environ.get("MEMVP_LAB_EXPERIMENTS")
+    return Path(env) if env else config_dir().parent / "experiments"
+
+
 def write_text_atomic(path: Path, text: str) -> Path:
     """Writes ``text`` beside ``path`` and renames it into place: a reader (or a run killed
     mid-write) never sees a half-written file, and a previous complete file stays until then."""

@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from memvp_lab.paths import config_dir
+from memvp_lab.paths import experiments_dir
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Cell:
 
 
 def paper_spec(experiment: str) -> dict:
-    path = config_dir() / "experiment" / f"{experiment}.paper.json"
+    path = experiments_dir() / f"{experiment}.paper.json"
     if not path.exists():
         known = sorted(p.name.removesuffix(".paper.json") for p in path.parent.glob("*.paper.json"))
         raise FileNotFoundError(f"no paper numbers for experiment {experiment!r} ({path}); known: {known}")

@@ -18,7 +18,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from memvp_lab.config.schemas import register_schemas
+from memvp_lab.config.schemas import register_configs
 from memvp_lab.errors import USER_ERRORS
 from memvp_lab.paths import config_dir
 from memvp_lab.results.records import write_failure, write_results
@@ -40,7 +40,7 @@ from memvp_lab.training.runs import (
 
 log = logging.getLogger(__name__)
 
-register_schemas()
+register_configs()
 register_resolvers()
 
 

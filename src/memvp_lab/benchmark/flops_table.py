@@ -19,7 +19,7 @@ from memvp_lab.benchmark.measure import analytic_flops, build_for_study, measure
 from memvp_lab.benchmark.synthetic_batches import input_visual_tokens, synthetic_batch, task_lengths
 from memvp_lab.config.compose import compose_config
 from memvp_lab.model.flops import MemorySpec, analytic_lm_flops
-from memvp_lab.paths import config_dir
+from memvp_lab.paths import experiments_dir
 
 log = logging.getLogger(__name__)
 FLOPS_METRIC = "flops/lm_gflops_per_sample"
@@ -53,8 +53,8 @@ def derive_lengths(
 
 
 def paper_flops(experiment: str) -> dict[str, dict[str, float]]:
-    """``{"<backbone>/<method>": {task: GFLOPs}}`` from ``conf/experiment/<experiment>.paper.json``."""
-    path = config_dir() / "experiment" / f"{experiment}.paper.json"
+    """``{"<backbone>/<method>": {task: GFLOPs}}`` from ``experiments/<experiment>.paper.json``."""
+    path = experiments_dir() / f"{experiment}.paper.json"
     table = json.loads(path.read_text())
     columns = [(i, c["task"]) for i, c in enumerate(table["columns"]) if c["metric"] == FLOPS_METRIC]
     return {

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from memvp_lab.config.schemas import register_schemas
+from memvp_lab.config.schemas import register_configs
 from memvp_lab.paths import config_dir
 
 
@@ -19,7 +19,7 @@ def compose_config(
 ) -> DictConfig:
     """``conf/<config_name>.yaml`` composed with ``overrides`` (Hydra override syntax);
     ``return_hydra_config=True`` keeps the ``hydra`` node (sweeper, launcher, run folders)."""
-    register_schemas()
+    register_configs()
     kwargs = {"config_name": config_name, "overrides": list(overrides), "return_hydra_config": return_hydra_config}
     if GlobalHydra.instance().is_initialized():
         return compose(**kwargs)

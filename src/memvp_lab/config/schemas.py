@@ -1,8 +1,12 @@
-"""Registers the typed schemas that config files build on (``defaults: [<name>_schema, _self_]``).
+"""What Hydra's ConfigStore holds besides ``conf/``: the typed schemas that config files build on
+(``defaults: [<name>_schema, _self_]``) and the ``experiment`` group, read from ``experiments/``.
 
 A schema fixes the keys and their types; the YAML file gives the values. A misspelt key or a
 value of the wrong type then fails at composition, naming the key. Every registered method
 (``memvp_lab.methods.registry``) gets ``method/<name>_schema`` with its ``_target_`` filled in.
+
+``experiments/<name>.yaml`` is ``experiment=<name>`` (a global overlay, applied last); the folder
+lives beside ``conf/`` rather than inside it, and Hydra reads it from the ConfigStore.
 
 A method that lives outside this project (registered through the ``memvp_lab.methods`` entry-point
 group) keeps its values in ``<name>.yaml`` beside its module; that file becomes ``method=<name>``.
@@ -18,7 +22,24 @@ from omegaconf import OmegaConf
 
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods.registry import methods, target
-from memvp_lab.paths import config_dir
+from memvp_lab.paths import config_dir, experiments_dir
+
+
+def register_configs() -> None:
+    """Adds the method schemas and the experiments to Hydra's ConfigStore (idempotent)."""
+    register_schemas()
+    register_experiments()
+
+
+def register_experiments() -> None:
+    """Every ``experiments/<name>.yaml`` as ``experiment=<name>``, at the global package."""
+    cs = ConfigStore.instance()
+    for path in sorted(experiments_dir().glob("*.yaml")):
+        try:
+            node = OmegaConf.load(path)
+        except Exception as err:  # a YAML syntax error names the file and line
+            raise ConfigError(f"{path}: {err}") from None
+        cs.store(group="experiment", name=path.stem, node=node, package="_global_")
 
 
 def register_schemas() -> None:
