@@ -240,3 +240,14 @@ def test_prefix_cache_study_times_both_paths_of_one_model_and_they_agree(tmp_pat
     assert case["train_s_full"] > 0 and case["train_s_cached"] > 0 and case["loss_abs_diff"] < 1e-6
     assert case["hit_rate"] > 0.5  # after the first call every text comes from the cache
     assert "1-1 of 2" in (tmp_path / "bench.md").read_text() and (tmp_path / "bench.png").exists()
+
+
+def test_a_study_of_all_methods_takes_every_registered_method_that_fits_the_backbone():
+    from memvp_lab.benchmark.measure import study_methods
+    from memvp_lab.methods.registry import methods
+
+    assert study_methods(["memvp", "lora"]) == ["memvp", "lora"]
+    decoder_only = study_methods("all", ["backbone=tiny_llama"])
+    encoder_decoder = study_methods("all", ["backbone=tiny_t5"])
+    assert set(decoder_only) == set(methods()) - {"vl_pet"}
+    assert set(encoder_decoder) == set(methods()) - {"llava_lora"}

@@ -13,6 +13,7 @@ from memvp_lab.benchmark.measure import (
     analytic_flops,
     build_for_study,
     measured_flops,
+    study_methods,
     time_subjects,
     training_memory_bytes,
 )
@@ -40,7 +41,7 @@ def run(cfg: DictConfig) -> dict:
     subjects: dict[str, Subject] = {}
     rows: dict[str, dict] = {}
     lengths = None
-    for method in cfg.methods:
+    for method in study_methods(cfg.methods, cfg.model_overrides):
         built, composed = build_for_study(method_overrides(cfg, method))
         model = built.model
         if cfg.get("lengths"):

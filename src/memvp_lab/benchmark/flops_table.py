@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from memvp_lab.benchmark.measure import analytic_flops, build_for_study, measured_flops, memory_spec
+from memvp_lab.benchmark.measure import analytic_flops, build_for_study, measured_flops, memory_spec, study_methods
 from memvp_lab.benchmark.synthetic_batches import input_visual_tokens, synthetic_batch, task_lengths
 from memvp_lab.config.compose import compose_config
 from memvp_lab.model.flops import MemorySpec, analytic_lm_flops
@@ -68,7 +68,7 @@ def run(cfg: DictConfig) -> dict:
     cells: dict[str, dict[str, dict]] = {}
     shapes: dict[str, Shape] = {}
     for backbone in cfg.backbones:
-        for method in cfg.methods:
+        for method in study_methods(cfg.methods, [f"backbone={backbone}"]):
             row = f"{backbone}/{method}"
             built, _ = build_for_study(
                 [

@@ -13,9 +13,20 @@ from memvp_lab.batch import VLBatch
 from memvp_lab.benchmark.synthetic_batches import Lengths, input_visual_tokens
 from memvp_lab.config.compose import compose_config
 from memvp_lab.methods.memvp.memory import VisualMemory
+from memvp_lab.methods.registry import methods as registered_methods
+from memvp_lab.methods.registry import runs_on
 from memvp_lab.model.flops import MemorySpec, analytic_lm_flops, measure_lm_flops
 from memvp_lab.model.vision_language_model import VisionLanguageModel
 from memvp_lab.training.factory import Built, build_model
+
+
+def study_methods(methods, overrides: Sequence[str] = ()) -> list[str]:
+    """A study's ``methods``: a list of names, or ``all``: every registered method that runs on the
+    backbone ``overrides`` compose to (a newly registered method joins such studies by itself)."""
+    if methods != "all":
+        return [str(m) for m in methods]
+    is_encoder_decoder = compose_config(list(overrides)).backbone.family == "encoder_decoder"
+    return [name for name in registered_methods() if runs_on(name, is_encoder_decoder)]
 
 
 def build_for_study(overrides: Sequence[str], empty: bool = False) -> tuple[Built, DictConfig]:
