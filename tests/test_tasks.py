@@ -60,10 +60,15 @@ def test_vqav2_trains_and_scores_with_official_answers(tmp_path):
 
 
 def test_gqa_reads_two_feature_roots_and_scores_exact_match(tmp_path):
-    results = run("gqa", write_gqa(tmp_path / "data"), tmp_path / "run")
-    assert 0.0 <= results["test/accuracy"] <= 1.0 and results["config"]["optimized_metric"] == "test/accuracy"
+    data = write_gqa(tmp_path / "data")
+    results = run("gqa", data, tmp_path / "run")
+    assert results["config"]["optimized_metric"] == "test/accuracy"
     predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
     assert len(predictions) == 6 and set(predictions[0]) == {"questionId", "prediction"}
+    # The logged accuracy is exact match of the written predictions against the accepted answers.
+    labels = {q["question_id"]: q["label"] for q in json.loads((data / "GQA" / "testdev.json").read_text())}
+    rescored = sum(p["prediction"].strip() in labels[p["questionId"]] for p in predictions) / len(predictions)
+    assert results["test/accuracy"] == pytest.approx(rescored, abs=1e-6)
 
 
 @NEEDS_JAVA
