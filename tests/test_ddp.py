@@ -53,7 +53,7 @@ def _run(trainer: str, batch_size: int, data_dir: Path, out: Path, fault: str | 
         "trainer.limit_val_batches=1",
         "trainer.log_every_n_steps=1",
         "trainer.enable_progress_bar=false",
-        "checkpoint.enabled=false",
+        "callbacks.epoch_checkpoint=null",
         f"task.data.batch_size={batch_size}",
         "logger=csv",
         f"hydra.run.dir={out}",

@@ -18,7 +18,13 @@ from memvp_lab.train import train
 
 pytestmark = pytest.mark.slow
 
-TRAIN = ("threads=1", "trainer.max_steps=4", "checkpoint.enabled=false", "method.lr=1e-2", "method.warmup_steps=0")
+TRAIN = (
+    "threads=1",
+    "trainer.max_steps=4",
+    "callbacks.epoch_checkpoint=null",
+    "method.lr=1e-2",
+    "method.warmup_steps=0",
+)
 
 
 @pytest.fixture(scope="module", params=[("memvp", "tiny_llama"), ("vl_pet", "tiny_t5")], ids=lambda p: "-".join(p))

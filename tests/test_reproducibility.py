@@ -138,7 +138,7 @@ def test_nan_loss_stops_the_run_and_is_recorded(data_dir, tmp_path):
             "method.lr=1e12",
             "method.warmup_steps=0",
             "trainer.max_steps=30",
-            "checkpoint.every_n_train_steps=1",
+            "callbacks.step_checkpoint.every_n_train_steps=1",
         ),
         tmp_path,
     )

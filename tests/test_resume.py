@@ -70,7 +70,10 @@ def test_sample_draws_depend_on_seed_epoch_and_index_only():
 def test_checkpoints_hold_only_trainable_tensors_and_training_state(data_dir, tmp_path):
     train(
         make_config(
-            tiny_overrides("tiny_llama", data_dir, "trainer.max_steps=5", "checkpoint.every_n_train_steps=3"), tmp_path
+            tiny_overrides(
+                "tiny_llama", data_dir, "trainer.max_steps=5", "callbacks.step_checkpoint.every_n_train_steps=3"
+            ),
+            tmp_path,
         )
     )
     names = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt"))
@@ -142,7 +145,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path):
             "logger=default",
             "trainer.max_steps=40",
             "trainer.val_check_interval=10",
-            "checkpoint.every_n_train_steps=7",
+            "callbacks.step_checkpoint.every_n_train_steps=7",
             "threads=1",
         ),
     ]

@@ -50,7 +50,7 @@ TRAIN = (
     "threads=1",
     "trainer.max_steps=3",
     "flops_samples=0",
-    "checkpoint.enabled=false",
+    "callbacks.epoch_checkpoint=null",
     "method.lr=1e-2",
     "method.warmup_steps=0",
 )

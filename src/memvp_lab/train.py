@@ -16,6 +16,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from memvp_lab.config.schemas import register_configs
@@ -23,13 +24,12 @@ from memvp_lab.errors import USER_ERRORS
 from memvp_lab.paths import config_dir
 from memvp_lab.results.records import write_failure, write_results
 from memvp_lab.results.run_summary import format_summary
-from memvp_lab.training.callbacks import StepTimer, checkpoint_callbacks
+from memvp_lab.training.callbacks import StepTimer, build_callbacks, peak_memory
 from memvp_lab.training.checkpoint import save_trainable
 from memvp_lab.training.factory import build_model, instantiate_node
 from memvp_lab.training.lit_module import VisionLanguageTask
 from memvp_lab.training.loggers import build_loggers, finish_loggers
 from memvp_lab.training.runs import (
-    CHECKPOINTS,
     hydra_config,
     keep_completed_record,
     latest_checkpoint,
@@ -82,19 +82,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
             flops_samples=cfg.flops_samples,
             predictions_dir=str(out_dir),
         )
-        timer = StepTimer()
-        saving = checkpoint_callbacks(cfg.get("checkpoint"), out_dir / CHECKPOINTS)
+        callbacks = build_callbacks(cfg)
+        timer = next((c for c in callbacks if isinstance(c, StepTimer)), None)
         wandb_run_id(cfg, out_dir)
         loggers = build_loggers(cfg)
         trainer = instantiate(
-            cfg.trainer, logger=loggers or False, callbacks=[timer, *saving], enable_checkpointing=bool(saving)
+            cfg.trainer,
+            logger=loggers or False,
+            callbacks=callbacks,
+            enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         )
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         trainer.test(task, datamodule=datamodule, verbose=False)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         counts = model.parameter_counts()
         metrics.update({"params/trainable": counts["trainable"], "params/total": counts["total"]})
-        metrics.update(timer.summary())
+        metrics.update(timer.summary() if timer else peak_memory())
         for logger in loggers:
             logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("params/", "time/", "memory/"))})
         if trainer.is_global_zero:  # every DDP rank runs train(); one writes the run's files

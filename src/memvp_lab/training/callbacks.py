@@ -1,4 +1,4 @@
-"""Lightning callbacks that measure what a results table reports."""
+"""Lightning callbacks from the ``callbacks`` config group, and the one that measures step times."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 
 class StepTimer(L.Callback):
@@ -76,39 +76,7 @@ def peak_memory() -> dict[str, float]:
     return out
 
 
-def checkpoint_callbacks(options, directory: Path) -> list[ModelCheckpoint]:
-    """Checkpoint writers from the ``checkpoint`` config (none when it is null or disabled).
-
-    Each checkpoint holds the trainable tensors only, plus optimizer, scheduler, loop and RNG
-    state (see ``VisionLanguageTask.on_save_checkpoint``); ``last.ckpt`` is the newest, the one
-    ``resume`` continues from. Epoch checkpoints are kept (``epoch=E-step=S.ckpt``); step
-    checkpoints (mid-epoch resume points) replace each other.
-    """
-    if not options or not options.get("enabled", True):
-        return []
-    callbacks = []
-    if options.get("every_n_epochs"):
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=directory,
-                filename="epoch={epoch}-step={step}",
-                auto_insert_metric_name=False,
-                every_n_epochs=options.every_n_epochs,
-                save_on_train_epoch_end=True,
-                save_top_k=-1,
-                save_last=True,
-                enable_version_counter=False,
-            )
-        )
-    if options.get("every_n_train_steps"):
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=directory,
-                filename="latest-step",
-                every_n_train_steps=options.every_n_train_steps,
-                save_top_k=1,
-                save_last=True,
-                enable_version_counter=False,
-            )
-        )
-    return callbacks
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """Instantiates every callback node of ``cfg.callbacks`` (``conf/callbacks/``); null nodes are left out."""
+    nodes = cfg.get("callbacks") or {}
+    return [instantiate(node) for node in nodes.values() if node is not None]
