@@ -133,3 +133,25 @@ def test_pooling_settings_are_checked_once_for_both_method_families(size, mode, 
     else:
         with pytest.raises(ConfigError, match=re.escape(message)):
             check_pooling("method.prompt", size, mode, visual)
+
+
+@pytest.mark.parametrize(
+    "overrides, budget",
+    [
+        ([], (1440, None, 360, None)),  # the embedded default's recipe
+        (["method=llava_lora"], (1440, None, 360, None)),  # every method on the pair shares it
+        (["trainer=ddp_cpu"], (1440, None, 360, None)),
+        (["trainer=debug"], (4, None, 2, None)),  # debug keeps its few steps
+        (["task=vqav2"], (-1, 1, None, 1)),  # no recipe for the pair: one epoch, validated at its end
+        (["backbone=tiny_llama"], (-1, 1, None, 1)),
+        (["recipe.max_steps=800"], (800, None, 360, None)),
+    ],
+)
+def test_the_recipe_sets_the_budget_of_its_backbone_and_task_only(overrides, budget):
+    trainer = make_config(overrides, output_dir=None).trainer
+    assert (
+        trainer.max_steps,
+        trainer.max_epochs,
+        trainer.val_check_interval,
+        trainer.check_val_every_n_epoch,
+    ) == budget

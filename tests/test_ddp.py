@@ -50,6 +50,8 @@ def _run(trainer: str, batch_size: int, data_dir: Path, out: Path, fault: str | 
         *TINY_DATA,
         f"trainer.max_steps={STEPS}",
         f"trainer.val_check_interval={STEPS}",
+        "trainer.max_epochs=null",
+        "trainer.check_val_every_n_epoch=null",
         "trainer.limit_val_batches=1",
         "trainer.log_every_n_steps=1",
         "trainer.enable_progress_bar=false",
