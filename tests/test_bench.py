@@ -10,7 +10,7 @@ from omegaconf import open_dict
 
 from helpers import make_config
 from memvp_lab.bench import run_study
-from memvp_lab.benchmark.flops_table import Shape, derive_lengths, paper_flops
+from memvp_lab.benchmark.flops_table import FLOPS_METRIC, Shape, derive_lengths
 from memvp_lab.benchmark.measure import (
     analytic_flops,
     build_for_study,
@@ -22,6 +22,7 @@ from memvp_lab.benchmark.measure import (
 from memvp_lab.benchmark.sweep_summary import summarize
 from memvp_lab.benchmark.synthetic_batches import Lengths, input_visual_tokens, synthetic_batch, task_lengths, text_only
 from memvp_lab.config.compose import compose_config
+from memvp_lab.results.paper_numbers import paper_column, paper_spec
 from memvp_lab.training.factory import build_model
 
 TINY = ["vision=tiny_random"]
@@ -99,7 +100,7 @@ def test_task_configs_store_lengths_and_a_missing_one_is_named():
 def test_table1_lengths_follow_from_the_full_fine_tuning_row_and_predict_memvp():
     """The stored VQAv2 / GQA / COCO lengths are what the paper's full fine-tuning FLOPs imply on
     BART-base and T5-base; from them the analytic count gives MemVP's FLOPs within 10%."""
-    paper = paper_flops("table1")
+    paper = paper_column(paper_spec("table1"), FLOPS_METRIC)
     shapes = {}
     for backbone in ("bart_base", "t5_base"):
         for method in ("full_ft", "memvp"):

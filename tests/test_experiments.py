@@ -22,8 +22,8 @@ from helpers import REPO, make_config
 from memvp_lab.config.compose import compose_config
 from memvp_lab.metrics.evaluators import CaptionEvaluator
 from memvp_lab.paths import config_dir
-from memvp_lab.report import _row_key, paper_spec
-from memvp_lab.results.paper_numbers import TRAINABLE_M
+from memvp_lab.results.paper_numbers import paper_spec, trainable_m
+from memvp_lab.results.paper_table import row_key
 from memvp_lab.results.records import write_results
 from memvp_lab.training.factory import method_and_visual
 
@@ -31,7 +31,9 @@ pytestmark = pytest.mark.slow  # integration tier: every sweep composed, make ta
 
 EXPERIMENTS = REPO / "experiments"
 NAMES = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
-REPORTS = sorted(p.name.removesuffix(".paper.json") for p in EXPERIMENTS.glob("*.paper.json"))
+PAPER_FILES = {p.name.removesuffix(".paper.json"): json.loads(p.read_text()) for p in EXPERIMENTS.glob("*.paper.json")}
+REPORTS = sorted(name for name, spec in PAPER_FILES.items() if "study" not in spec)  # tables of runs
+STUDY_FILES = sorted(name for name, spec in PAPER_FILES.items() if "study" in spec)  # figures' statements
 NO_PAPER_JSON: set[str] = set()  # experiments without paper numbers (none today)
 # Metrics every run writes besides its task's scores (train.py, training/callbacks.py, training/lit_module.py).
 RUN_KEYS = {
@@ -139,13 +141,44 @@ def test_every_experiment_file_says_how_to_run_and_report_it(experiment, root):
         assert any(f"python -m memvp_lab.report {report}" in l for l in comments), report
 
 
+def test_every_study_reads_its_paper_numbers_from_a_paper_file():
+    """Studies hold no numbers of the paper: their ``paper`` block names a file and a row pattern,
+    and the ratios the study prints come from that file."""
+    from memvp_lab.results.paper_numbers import study_points, study_reference
+
+    studies = {p.stem: OmegaConf.load(p) for p in (REPO / "conf" / "study").glob("*.yaml")}
+    pointed = {name: study.paper for name, study in studies.items() if study.get("paper")}
+    assert {n: p if isinstance(p, str) else p.table for n, p in pointed.items()} == {
+        "table1_flops": "table1",
+        "fig2_text_length": "fig2_text_length",
+        "fig4_left": "fig4_left",
+        "table3_llama7b_shape": "table3",
+        "table3_smollm2": "table3",
+    }
+    assert {s: PAPER_FILES[s]["study"] for s in STUDY_FILES} == {s: s for s in STUDY_FILES}
+    assert set(STUDY_FILES) <= set(studies)
+    from memvp_lab.benchmark.compare import PAPER_METRICS
+
+    table3 = study_reference(pointed["table3_smollm2"], ["memvp", "llava_lora"], "llava_lora", PAPER_METRICS)
+    assert table3 == {"memvp": {"time/train_s_per_step": 0.28 / 0.49, "time/eval_s_per_batch": 1.88 / 3.42}}
+    fig4 = study_reference(pointed["fig4_left"], ["memvp", "vl_pet", "lora"], "vl_pet", PAPER_METRICS)
+    assert fig4 == {
+        "memvp": {"time/train_s_per_step": 0.588, "time/eval_s_per_batch": 0.714, "memory/peak_cuda_gb": 0.56}
+    }
+    assert study_points(pointed["fig2_text_length"]) == {"64": {"train_ratio": 2.6, "inference_ratio": 4.8}}
+    for study in STUDY_FILES:
+        spec = PAPER_FILES[study]
+        assert spec["title"] and spec["notes"] and all(len(v) == len(spec["columns"]) for v in spec["cells"].values())
+
+
 @pytest.mark.parametrize("report", REPORTS)
 def test_paper_json_is_well_formed(report):
     spec = json.loads((EXPERIMENTS / f"{report}.paper.json").read_text())
     assert spec["title"] and spec["rows"] and spec["cells"]
     for column in spec["columns"]:
-        assert set(column) == {"task", "metric", "label", "scale"}, column
+        assert set(column) - {"decimals"} == {"task", "metric", "label", "scale"}, column
         assert column["scale"] in (1, 100, 1e-6)
+        assert ("decimals" in column) == (column["metric"] == "params/trainable" and report in ("table1", "table2"))
     assert len({c["label"] for c in spec["columns"]}) == len(spec["columns"])
     for key, values in spec["cells"].items():
         assert len(key.split("/")) == len(spec["rows"]), key
@@ -166,7 +199,7 @@ def test_paper_rows_are_exactly_the_rows_the_sweeps_produce(report, root):
     experiments = feeding(report, root)
     assert experiments, f"no experiment file runs {runs_name(report)!r}"
     configs = [config for e in experiments for _, config in composed(e, root)]
-    produced = {_row_key({"config": c}, spec["rows"]) for c in configs}
+    produced = {row_key({"config": c}, spec["rows"]) for c in configs}
     assert produced == set(spec["cells"])
     tasks = {c["task"]["name"] for c in configs}
     assert {column["task"] for column in spec["columns"]} == tasks
@@ -198,19 +231,24 @@ def _column(report: str, label: str) -> dict[str, float | None]:
 
 
 def test_paper_numbers_agree_across_tables():
-    # #Trainable as printed in Table 2 (memvp_lab.results.paper_numbers, checked by test_params).
-    for report in ("table2", "table3"):
-        for key, value in _column(report, "#Trainable (M)").items():
-            backbone, method = key.split("/")
-            assert value == TRAINABLE_M[backbone].get(method), (report, key)
-    assert _column("table4", "#Trainable (M)")["none"] == TRAINABLE_M["llama_7b"]["memvp"]
+    # #Trainable as printed in Tables 1 and 2 (trainable_m, checked against our counts by test_params).
+    printed = trainable_m()
+    assert printed["bart_base"]["memvp"] == 3.78 and printed["t5_base"]["full_ft"] == 224.54
+    assert printed["llama_7b"] == {"memvp": 3.9, "llava_lora": 4.4} and printed["llama_13b"] == {"memvp": 5.5}
+    for key, value in _column("table3", "#Trainable (M)").items():
+        backbone, method = key.split("/")
+        assert value == printed[backbone].get(method), key
+    assert _column("table4", "#Trainable (M)")["none"] == printed["llama_7b"]["memvp"]
     # Table 3's accuracy column is Table 2's average; Table 4's first row is Table 2's MemVP 7B.
     assert _column("table3", "Accuracy (Table 2)") == _column("table2", "Average")
     assert _column("table4", "Average")["none"] == _column("table2", "Average")["llama_7b/memvp"] == 93.07
     assert _column("table4", "IMG")["none"] == _column("table2", "IMG")["llama_7b/memvp"] == 92.36
     # Fig. 4's only numbers are Table 1's BART-base rows of the same setting.
     table1, fig4 = paper_spec("table1")["cells"], paper_spec("fig4_pooling")["cells"]
-    assert fig4["vl_pet/6"] == table1["bart_base/vl_pet"] and fig4["memvp/null"] == table1["bart_base/memvp"]
+    assert [c["label"] for c in paper_spec("table1")["columns"][1:]] == [
+        c["label"] for c in paper_spec("fig4_pooling")["columns"]
+    ]
+    assert fig4["vl_pet/6"] == table1["bart_base/vl_pet"][1:] and fig4["memvp/null"] == table1["bart_base/memvp"][1:]
     assert sum(v is not None for values in fig4.values() for v in values) == 12
     # Table 2: the paper's average is the accuracy over all categories, not their mean; spot values.
     assert _column("table2", "G7-12") == {
@@ -319,7 +357,7 @@ def test_make_targets_run_every_cell_then_report(target, root, tmp_path):
     assert code == 0 and calls[-1] == f"-m memvp_lab.report {report}"
     run = [re.fullmatch(r"-m memvp_lab\.train -m experiment=(\S+) seed=7", c).group(1) for c in calls[:-1]]
     spec = paper_spec(report)
-    produced = {_row_key({"config": c}, spec["rows"]) for e in run for _, c in composed(e, root)}
+    produced = {row_key({"config": c}, spec["rows"]) for e in run for _, c in composed(e, root)}
     assert produced == set(spec["cells"])  # the recipe runs every row of the table
 
 

@@ -33,11 +33,13 @@ PAPER_EXACT = {
 
 def test_parameter_table_reproduces_every_paper_cell(capsys):
     from memvp_lab.params import main, matches
-    from memvp_lab.results.paper_numbers import TRAINABLE_M
+    from memvp_lab.results.paper_numbers import trainable_m
 
     assert main(["--json"]) == 0
     counts = json.loads(capsys.readouterr().out)
-    for backbone, row in TRAINABLE_M.items():
+    printed = trainable_m()
+    assert sum(len(row) for row in printed.values()) == 15  # Table 1: 2 x 6, Table 2: 3
+    for backbone, row in printed.items():
         for method, paper in row.items():
             assert counts[backbone][method] == PAPER_EXACT[backbone][method], (backbone, method)
             assert matches(backbone, method, counts[backbone][method]), (backbone, method, paper)

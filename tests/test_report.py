@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from memvp_lab.report import build_table, load_wandb_runs, main, paper_spec
+from memvp_lab.report import main
+from memvp_lab.results.paper_numbers import paper_spec
+from memvp_lab.results.paper_table import build_table
+from memvp_lab.results.records import load_wandb_runs
 
 
 def _result(
@@ -170,7 +173,8 @@ def _fig4_runs(runs: Path) -> None:
 
 
 def test_fig4_report_plots_average_score_against_flops(tmp_path):
-    from memvp_lab.report import build_table, load_runs, paper_spec, plot_points
+    from memvp_lab.results.paper_table import plot_points
+    from memvp_lab.results.records import load_runs
 
     runs = tmp_path / "runs"
     _fig4_runs(runs)
@@ -238,7 +242,7 @@ def test_wandb_runs_fill_the_same_cells_as_local_results():
     assert api.calls == [("team/memvp_lab", {"config.experiment_name": "table1"})]
     assert runs == [{"test/accuracy": 0.561, "config": config}]  # internal and non-numeric keys dropped
     rows = build_table(paper_spec("table1"), runs)
-    gqa = rows["t5_base/memvp"][1]
+    gqa = rows["t5_base/memvp"][2]  # after #Trainable and VQAv2
     assert gqa.values == [pytest.approx(56.1)] and gqa.paper == 56.0
 
 

@@ -18,15 +18,23 @@ import sys
 from memvp_lab.config.compose import compose_config
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods.registry import methods, runs_on
-from memvp_lab.results.paper_numbers import PAPER_VISION, TRAINABLE_DECIMALS, TRAINABLE_M
+from memvp_lab.results.paper_numbers import trainable_decimals, trainable_m
 from memvp_lab.training.factory import build_model
 
+# The visual encoder each backbone's paper rows use: CLIP RN101 grid features (Table 1), CLIP
+# ViT-L/14 with adapters (Tables 2-3).
+PAPER_VISION = {
+    "bart_base": "clip_rn101",
+    "t5_base": "clip_rn101",
+    "llama_7b": "clip_vit_l14",
+    "llama_13b": "clip_vit_l14",
+}
 BACKBONES = tuple(PAPER_VISION)
 
 
 def method_names() -> list[str]:
     """Every registered method: the paper's rows in its order, then the others by name."""
-    paper = [m for row in TRAINABLE_M.values() for m in row]
+    paper = [m for row in trainable_m().values() for m in row]
     ordered = list(dict.fromkeys(paper))
     return [m for m in ordered if m in methods()] + sorted(set(methods()) - set(ordered))
 
@@ -63,21 +71,22 @@ def count(backbone: str, method: str) -> dict[str, int]:
 
 
 def matches(backbone: str, method: str, trainable: int) -> bool | None:
-    paper = TRAINABLE_M.get(backbone, {}).get(method)
+    paper = trainable_m().get(backbone, {}).get(method)
     if paper is None:
         return None
-    return round(trainable / 1e6, TRAINABLE_DECIMALS[backbone]) == paper
+    return round(trainable / 1e6, trainable_decimals()[backbone]) == paper
 
 
 def table(counts: dict[str, dict[str, int]]) -> str:
     lines = ["| backbone | method | trainable | ours (M) | paper (M) | match |", "|---|---|---:|---:|---:|:---:|"]
+    printed, decimals = trainable_m(), trainable_decimals()
     for b, row in counts.items():
         for m, n in row.items():
-            paper = TRAINABLE_M.get(b, {}).get(m)
+            paper = printed.get(b, {}).get(m)
             ok = matches(b, m, n)
             lines.append(
-                f"| {b} | {m} | {n:,} | {n / 1e6:.{TRAINABLE_DECIMALS.get(b, 2)}f} | "
-                f"{'-' if paper is None else f'{paper:.{TRAINABLE_DECIMALS[b]}f}'} | "
+                f"| {b} | {m} | {n:,} | {n / 1e6:.{decimals.get(b, 2)}f} | "
+                f"{'-' if paper is None else f'{paper:.{decimals[b]}f}'} | "
                 f"{'-' if ok is None else 'yes' if ok else 'NO'} |"
             )
     return "\n".join(lines)

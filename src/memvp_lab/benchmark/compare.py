@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from memvp_lab.benchmark.measure import (
     Subject,
@@ -18,8 +18,15 @@ from memvp_lab.benchmark.measure import (
     training_memory_bytes,
 )
 from memvp_lab.benchmark.synthetic_batches import Lengths, input_visual_tokens, synthetic_batch, task_lengths
+from memvp_lab.results.paper_numbers import study_reference
 
 log = logging.getLogger(__name__)
+# The paper files' metrics (experiments/*.paper.json) and the columns they compare with.
+PAPER_METRICS = {
+    "time/train_s_per_step": "train_s_per_step",
+    "time/eval_s_per_batch": "inference_s_per_batch",
+    "memory/peak_cuda_gb": "train_memory_mb",
+}
 
 MB = 2**20
 # (key, label, format): the columns of the table, each also shown as a ratio to the reference
@@ -92,7 +99,10 @@ def run(cfg: DictConfig) -> dict:
         "reference": reference,
         "methods": rows,
         "ratios_to_reference": ratios,
-        "paper_ratios": OmegaConf.to_container(cfg.get("paper") or {}),
+        "paper_ratios": {
+            method: {PAPER_METRICS[m]: r for m, r in ratios.items()}
+            for method, ratios in study_reference(cfg.get("paper"), list(rows), reference, PAPER_METRICS).items()
+        },
     }
 
 

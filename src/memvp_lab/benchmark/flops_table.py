@@ -9,7 +9,6 @@ real-size models (``FlopCounterMode``, which sees the adapters too) and checked 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from memvp_lab.benchmark.measure import analytic_flops, build_for_study, measure
 from memvp_lab.benchmark.synthetic_batches import input_visual_tokens, synthetic_batch, task_lengths
 from memvp_lab.config.compose import compose_config
 from memvp_lab.model.flops import MemorySpec, analytic_lm_flops
-from memvp_lab.paths import experiments_dir
+from memvp_lab.results.paper_numbers import paper_column, paper_spec
 
 log = logging.getLogger(__name__)
 FLOPS_METRIC = "flops/lm_gflops_per_sample"
@@ -52,18 +51,8 @@ def derive_lengths(
     return prompt, answer, error
 
 
-def paper_flops(experiment: str) -> dict[str, dict[str, float]]:
-    """``{"<backbone>/<method>": {task: GFLOPs}}`` from ``experiments/<experiment>.paper.json``."""
-    path = experiments_dir() / f"{experiment}.paper.json"
-    table = json.loads(path.read_text())
-    columns = [(i, c["task"]) for i, c in enumerate(table["columns"]) if c["metric"] == FLOPS_METRIC]
-    return {
-        row: {task: cells[i] for i, task in columns if cells[i] is not None} for row, cells in table["cells"].items()
-    }
-
-
 def run(cfg: DictConfig) -> dict:
-    paper = paper_flops(cfg.paper)
+    paper = paper_column(paper_spec(cfg.paper), FLOPS_METRIC)
     stored = {task: compose_config([f"task={task}"]).task for task in cfg.tasks}
     cells: dict[str, dict[str, dict]] = {}
     shapes: dict[str, Shape] = {}

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from memvp_lab.benchmark.measure import Subject, build_for_study, time_subjects
 from memvp_lab.benchmark.synthetic_batches import Lengths, input_visual_tokens, synthetic_batch, text_only
+from memvp_lab.results.paper_numbers import study_points
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def run(cfg: DictConfig) -> dict:
         "rounds": cfg.rounds,
         "warmup": cfg.warmup,
         "points": points,
-        "paper": OmegaConf.to_container(cfg.get("paper") or {}),
+        "paper": study_points(cfg.get("paper")),
     }
 
 

@@ -133,3 +133,36 @@ def _config(cfg: DictConfig | None) -> dict | None:
         return OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
     except Exception:  # noqa: BLE001
         return raw
+
+
+def failed(record: dict) -> bool:
+    return record.get("status") == "failed"
+
+
+def load_runs(roots: list[Path], experiment: str) -> list[dict]:
+    """Every results.json under ``roots`` whose config names ``experiment``."""
+    runs = []
+    for root in roots:
+        for path in sorted(Path(root).rglob("results.json")):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue  # a run still writing, or a foreign file
+            if (record.get("config") or {}).get("experiment_name") == experiment:
+                runs.append(record)
+    return runs
+
+
+def load_wandb_runs(project: str, experiment: str, api=None) -> list[dict]:
+    """The runs of ``experiment`` in a W&B project (``entity/project``), as results.json-like records:
+    the run summary's metrics plus its uploaded config (needs network access and a W&B login)."""
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    runs = []
+    for run in api.runs(project, filters={"config.experiment_name": experiment}):
+        summary = dict(run.summary)
+        metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not k.startswith("_")}
+        runs.append({**metrics, "config": dict(run.config)})
+    return runs
