@@ -13,6 +13,7 @@ import pytest
 
 from helpers import make_config, rescored_vqa
 from memvp_lab.errors import DataError, FeatureError
+from memvp_lab.metrics.choices import choice_index
 from memvp_lab.train import train
 from real_formats import write_coco_captions, write_feature_dir, write_gqa, write_vqav2
 
@@ -81,9 +82,20 @@ def test_coco_captions_train_per_caption_and_score_cider(tmp_path):
         "task.generation.max_new_tokens=6",
         "task.generation.num_beams=2",
     )
-    assert results["test/cider"] >= 0.0 and "test/bleu4" in results and "test/rouge_l" in results
     predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
     assert sorted(p["image_id"] for p in predictions) == [11, 12, 13]  # one caption per test image
+    # The logged CIDEr is pycocoevalcap's on the written captions against the test references.
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    images = json.loads((tmp_path / "data" / "COCO" / "dataset_coco.json").read_text())["images"]
+    refs = {im["cocoid"]: [{"caption": s["raw"]} for s in im["sentences"]] for im in images if im["split"] == "test"}
+    tokenizer = PTBTokenizer()
+    cider, _ = Cider().compute_score(
+        tokenizer.tokenize(refs), tokenizer.tokenize({p["image_id"]: [{"caption": p["caption"]}] for p in predictions})
+    )
+    assert results["test/cider"] == pytest.approx(cider, abs=1e-6)
+    assert {"test/bleu4", "test/rouge_l"} <= set(results)
 
 
 def test_caption_dataset_counts_samples_like_the_reference(tmp_path):
@@ -168,11 +180,20 @@ def test_scienceqa_with_features_scores_the_official_categories(tmp_path):
         "method.layers=all",
         "task.data.max_prompt_tokens=64",
     )
-    assert 0.0 <= results["test/accuracy"] <= 1.0
     assert {"test/accuracy/NAT", "test/accuracy/IMG", "test/accuracy/NO", "test/accuracy/G1-6"} <= set(results)
     predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
     assert sorted(predictions) == [str(q) for q in range(116, 124)]  # {qid: choice index}
     assert all(v in (-1, 0, 1, 2) for v in predictions.values())
+    # The logged accuracies are those of the written choices against problems.json, overall and per
+    # category (IMG: the question has an image; NO: no context at all).
+    problems = json.loads((root / "problems.json").read_text())
+
+    def accuracy(qids):
+        return sum(predictions[q] == problems[q]["answer"] for q in qids) / len(qids)
+
+    assert results["test/accuracy"] == pytest.approx(accuracy(list(predictions)), abs=1e-6)
+    with_image = [q for q in predictions if problems[q]["image"]]
+    assert results["test/accuracy/IMG"] == pytest.approx(accuracy(with_image), abs=1e-6)
 
 
 def test_scienceqa_runs_a_vit_with_adapters_on_the_images(tmp_path):
@@ -211,9 +232,13 @@ def test_video_qa_over_frame_features(task, answers, method, tmp_path):
     results = run(
         task, root, tmp_path / "run", "vision=clip_vit_b32_frames", "vision.feature_dim=32", f"method={method}", *extra
     )
-    assert 0.0 <= results["test/accuracy"] <= 1.0
     predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
     assert len(predictions) == 6
+    # The logged accuracy is that of the option letters written against the files' answer_idx.
+    lines = (root / task / "val.jsonl").read_text().splitlines()
+    truth = {q["qid"]: q["answer_idx"] for q in map(json.loads, lines)}
+    rescored = sum(choice_index(p["answer"], answers) == truth[p["question_id"]] for p in predictions) / 6
+    assert results["test/accuracy"] == pytest.approx(rescored, abs=1e-6)
 
 
 def test_video_frames_are_not_pooled_as_a_grid(tmp_path):

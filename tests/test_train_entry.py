@@ -216,7 +216,9 @@ def test_every_method_trains_through_the_entry_point(method, backbone, data_dir,
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["config"]["method"]["name"] == method
     assert 0 < results["params/trainable"] <= results["params/total"]
-    assert results["flops/lm_gflops_per_sample"] > 0 and 0.0 <= metrics["test/vqa_score"] <= 1.0
+    assert results["flops/lm_gflops_per_sample"] > 0
+    rescored = rescored_vqa(tmp_path, [shapes_annotations(results)])
+    assert metrics["test/vqa_score"] == pytest.approx(rescored, abs=1e-6) == results["test/vqa_score"]
     meta = json.loads((tmp_path / "trainable" / "trainable.json").read_text())
     assert meta["method"] == method and meta["parameters"] == results["params/trainable"]
 
