@@ -67,7 +67,7 @@ class ViTTokenEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.adapter_paths: list[str] = []
         if adapters:
-            from memvp_lab.vision.adapters import add_mlp_adapters
+            from memvp_lab.vision.vit_adapters import add_mlp_adapters
 
             self.adapter_paths = [f"model.{p}" for p in add_mlp_adapters(self.model, **adapters)]
             for path in self.adapter_paths:
