@@ -39,7 +39,9 @@ def _questions(prefix: str, n: int, start: int) -> list[dict]:
     return out
 
 
-def write_vqav2(root: Path) -> Path:
+def write_vqav2(root: Path, shape=(TOKENS, DIM)) -> Path:
+    """Karpathy question files + official annotations + per-image features of ``shape``
+    (CLIP RN101 grids in the community release: (49, 2048))."""
     (root / "vqa").mkdir(parents=True, exist_ok=True)
     splits = {
         "train": _questions("COCO_train2014_", 24, 1000),
@@ -59,7 +61,7 @@ def write_vqav2(root: Path) -> Path:
     ]
     (root / "vqa" / "v2_mscoco_val2014_annotations.json").write_text(json.dumps({"annotations": anns}))
     ids = {q["img_id"] for entries in splits.values() for q in entries}
-    write_feature_dir(root / "COCO" / "clip_features" / "data_clip_RN101_att", sorted(ids))
+    write_feature_dir(root / "COCO" / "clip_features" / "data_clip_RN101_att", sorted(ids), shape=shape)
     return root
 
 

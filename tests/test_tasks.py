@@ -4,7 +4,10 @@ bad data stops the run with a message that names what to fix."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -58,6 +61,47 @@ def test_vqav2_trains_and_scores_with_official_answers(tmp_path):
     assert sorted(p["question_id"] for p in predictions) == list(range(3000, 3008))
     assert set(predictions[0]) == {"question_id", "answer"}  # the VQA challenge format
     assert (tmp_path / "run" / "predictions_val.json").exists()
+
+
+def test_community_vqav2_tree_trains_with_its_own_vision_settings(tmp_path):
+    """`task=vqav2 task.root=<tree>`: the task brings the vision settings of the features it is
+    distributed with (CLIP RN101, 49 x 2048), so nothing else needs overriding."""
+    root = write_vqav2(tmp_path / "data", shape=(49, 2048))
+    cfg = make_config(
+        [f"task.root={root}", "task=vqav2", "backbone=tiny_llama", "trainer=debug", "logger=csv"], tmp_path
+    )
+    assert (cfg.vision.name, cfg.vision.num_tokens, cfg.vision.feature_dim) == ("clip_rn101", 49, 2048)
+    train(cfg)
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "completed"
+
+
+def test_features_of_another_vision_stop_the_run_before_weights_load(tmp_path):
+    """The community tree run with the embedded default's vision settings: one line naming the
+    file, both shapes and the setting that fits, exit code 2, before any model loads."""
+    root = write_vqav2(tmp_path / "data", shape=(49, 2048))
+    env = {**os.environ, "MEMVP_LAB_CACHE": str(tmp_path / "empty_cache")}  # no model may be needed
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memvp_lab.train",
+            "task=vqav2",
+            f"task.root={root}",
+            "vision=efficientnet_lite0",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "data_clip_RN101_att" in error[0] and "(49, 2048)" in error[0] and "(49, 1280)" in error[0]
+    assert "set vision=clip_rn101" in error[0]
+    assert not (tmp_path / "empty_cache").exists()  # SmolLM2 was never converted: nothing loaded
 
 
 def test_gqa_reads_two_feature_roots_and_scores_exact_match(tmp_path):

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from memvp_lab.config.schemas import register_configs
+from memvp_lab.config.validate import check_task_features
 from memvp_lab.errors import USER_ERRORS
 from memvp_lab.paths import config_dir
 from memvp_lab.results.records import write_failure, write_results
@@ -68,6 +69,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     trainer, loggers = None, []
     try:
+        check_task_features(cfg)  # the feature files fit the vision settings
         built = build_model(cfg)  # validates the config before any weights or data load
         method, visual, backbone, model = built.method, built.visual, built.backbone, built.model
         datamodule = instantiate_node(cfg.task.data, _partial_=True)(

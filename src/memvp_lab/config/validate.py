@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from memvp_lab.data.feature_files import check_feature_shapes
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods.contract import MethodConfig
+from memvp_lab.paths import config_dir
 from memvp_lab.vision.spec import VisualSpec
 
 FAMILIES = ("decoder_only", "encoder_decoder")
@@ -46,3 +49,20 @@ def validate(cfg: DictConfig, method: MethodConfig, visual: VisualSpec) -> None:
         raise ConfigError(f"task.generation.max_new_tokens={gen.max_new_tokens} must be positive")
     if gen.num_beams <= 0:
         raise ConfigError(f"task.generation.num_beams={gen.num_beams} must be positive")
+
+
+def check_task_features(cfg: DictConfig) -> None:
+    """The task's pre-extracted features have the shape the vision settings expect: one file of
+    each feature path is opened before any model weights load (``FeatureError`` naming the file,
+    both shapes and the setting that fits)."""
+    data = cfg.task.data
+    if cfg.task.get("images_on_the_fly") or not data.get("features"):
+        return
+    known = {}
+    for path in sorted((config_dir() / "vision").glob("*.yaml")):
+        node = OmegaConf.load(path)
+        if isinstance(node.get("num_tokens"), int) and isinstance(node.get("feature_dim"), int):
+            known[path.stem] = (node.num_tokens, node.feature_dim)
+    root = Path(data.get("root") or data.get("data_dir") or ".")
+    features = OmegaConf.to_container(data.features) if OmegaConf.is_list(data.features) else data.features
+    check_feature_shapes(root, features, cfg.vision.num_tokens, cfg.vision.feature_dim, cfg.vision.name, known)

@@ -13,6 +13,7 @@ Writing them is ``memvp_lab.data.extraction``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -153,3 +154,48 @@ class FeatureSources:
     def close(self) -> None:
         for store in self.stores:
             store.close()
+
+
+def first_features(path: Path) -> tuple[Path, tuple[int, ...]] | None:
+    """The file and shape of the first feature array at a features path (a consolidated ``.h5``
+    or a folder of per-image ``.h5`` files); None when the path holds none yet."""
+    if path.is_dir():
+        file = next((Path(e.path) for e in os.scandir(path) if e.name.endswith(".h5") and e.is_file()), None)
+    else:
+        file = path if path.is_file() else None
+    if file is None:
+        return None
+    try:
+        with h5py.File(file, "r") as f:
+            for key in f:
+                node = f[key]
+                if isinstance(node, h5py.Group) and isinstance(node.get("features"), h5py.Dataset):
+                    return file, tuple(node["features"].shape)
+    except OSError as err:
+        raise FeatureError(f"cannot read {file}: {err}") from None
+    return None
+
+
+def check_feature_shapes(
+    root: Path, features: str | Sequence[str] | None, num_tokens: int, dim: int, vision: str, known: dict
+) -> None:
+    """Opens one feature file under each of a task's feature paths and checks its (tokens, dim)
+    against the vision settings, before any model weights load.
+
+    ``known``: ``{vision config name: (tokens, dim)}``, to name the configs that would fit.
+    A path that does not exist yet is left to the data module (a generated task writes it later).
+    """
+    paths = [features] if isinstance(features, str) else list(features or [])
+    for relative in paths:
+        found = first_features(Path(root) / relative)
+        if found is None:
+            continue
+        file, shape = found
+        if shape == (num_tokens, dim):
+            continue
+        fits = [name for name, value in sorted(known.items()) if tuple(value) == shape]
+        fix = f"vision={fits[0]}" if fits else f"vision.num_tokens={shape[0]} vision.feature_dim={shape[-1]}"
+        raise FeatureError(
+            f"{file} holds features of shape {shape}, but vision={vision} expects ({num_tokens}, {dim}) "
+            f"(vision.num_tokens, vision.feature_dim): set {fix}"
+        )
