@@ -1,11 +1,12 @@
-"""The README's command blocks, run as a user types them: in a fresh folder, with a user's
-environment, one after the other (later commands use the runs of earlier ones).
+"""Every command the README shows, run as a user types it: in a fresh folder, with a user's
+environment, one after the other (later commands use what earlier ones made).
 
 Long commands run at a small scale: the overrides in ``SCALE`` are appended (fewer steps and
-questions), never replacing a choice the command makes. Placeholders (``<run dir>``) become the
-run an earlier command made. A command that cannot run on this machine says why in ``NOT_RUN``;
-a new command in the README fails ``test_every_readme_command_is_run_or_says_why_not`` until it
-is added to one of the two.
+questions), never replacing a choice the command makes. Placeholders (``<run dir>``,
+``<folder>``) become what an earlier command made. A command that another test runs names that
+test in ``ELSEWHERE``; one that cannot run on this machine says why in ``NOT_RUN``. A new command
+in the README fails ``test_every_readme_command_is_run_or_accounted_for`` until it is added to one
+of the three.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
 
 from helpers import REPO
+from memvp_lab.visualize import SUMMARY
 
 # Appended to every training command of the embedded default: 2 steps on a small generated set.
 SCALE = (
@@ -34,38 +37,83 @@ SCALE = (
     "task.data.eval_batch_size=16",
     "flops_samples=1",
 )
-# README command -> what the test appends to it (in README order: later ones use earlier runs).
+DATA = SCALE[4:8]
+# README command -> what the test appends, in the order they run (later ones use earlier runs).
 RUN: dict[str, tuple[str, ...]] = {
+    "python -m memvp_lab.train": SCALE,
     "python -m memvp_lab.train method.ablation=no_visual": SCALE,
     "python -m memvp_lab.train -m method.lr=1e-3,3e-3": SCALE,
-    "python -m memvp_lab.train backbone=tiny_llama vision=tiny_random trainer=debug": SCALE[4:8],
+    "python -m memvp_lab.train backbone=tiny_llama vision=tiny_random trainer=debug": DATA,
     "python -m memvp_lab.train method=llava_lora": SCALE,
     "python -m memvp_lab.params": (),
     "python -m memvp_lab.evaluate run_dir=<run dir> split=val": (),
     "python -m memvp_lab.evaluate run_dir=<run dir> task.generation.num_beams=5 out_dir=beams5": (),
+    "python -m memvp_lab.visualize run_dir=<run dir> 'question_types=[color,count]'": (),
+    "python -m memvp_lab.features extract --vision <clip_rn101|clip_vit_l14|efficientnet_lite0> --images <folder> "
+    "--out <file.h5 or folder>": (),
+    "python -m memvp_lab.report demo_seeds": (),
+}
+# README command -> the test that runs it (or its make recipe) as a user would, at a small scale.
+ELSEWHERE = {
+    "make demo": "tests/test_readme_commands.py::test_make_demo_runs_the_default_command",
+    "make demo-seeds": "tests/test_experiments.py::test_demo_seeds_runs_memvp_and_llava_lora_over_three_seeds_then_reports",
+    "make reproduce-*": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
+    "make reproduce-fig-4": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
+    "make reproduce-mini-table-3": "tests/test_mini_reproductions.py::test_mini_reproduction_sweeps_and_reports",
+    "make reproduce-mini-table-4": "tests/test_mini_reproductions.py::test_mini_reproduction_sweeps_and_reports",
+    "make reproduce-table-1": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
+    "make reproduce-table-2": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
+    "make reproduce-table-3": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
+    "make reproduce-table-4": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
+    "make reproduce-table-8": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
+    "make report-table-N": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
+    "make bench": "tests/test_bench.py::test_compare_study_writes_table_json_and_plot_and_the_sweep_summary_joins_them",
+    "make visualize": "tests/test_visualize.py::test_cli_writes_one_png_per_question",
+    "make list-experiments": "tests/test_experiments.py::test_every_experiment_file_says_how_to_run_and_report_it",
+    "python -m memvp_lab.bench study=<name>": "tests/test_bench.py::test_compare_study_writes_table_json_and_plot_and_the_sweep_summary_joins_them",
+    "python -m memvp_lab.bench study=prefix_cache": "tests/test_bench.py::test_prefix_cache_study_times_both_paths_of_one_model_and_they_agree",
+    "python -m memvp_lab.evaluate": "tests/test_evaluate.py::test_the_command_as_a_user_types_it",
+    "python -m memvp_lab.report <experiment>": "tests/test_report.py::test_table1_report_means_stds_paper_values_and_missing_cells",
+    "python -m memvp_lab.train task=<name> task.root=<dir> ...": "tests/test_tasks.py::test_features_of_another_vision_stop_the_run_before_weights_load",
 }
 NOT_RUN = {
-    "make demo": "its recipe is `python -m memvp_lab.train` with a run folder (checked below); ten minutes at full scale",
     "make test": "the suite itself: `.ci/run` runs it",
+    "make test-fast": "the suite's fast tier: `.ci/run` runs it within `make test`",
+    "make test-slow": "the suite's slow tier: `.ci/run` runs it within `make test`",
+    "make setup": "`.ci/run` runs it on a clean clone before the tests",
+    "make lint": "`.ci/run` runs it before the tests",
+    "make format": "rewrites the checkout's files; `make lint` checks the same rules",
+    "make lock": "re-resolves every pin from the package index",
     "python -m memvp_lab.train logger.wandb.offline=false": "needs a W&B account and a network",
     "python -m memvp_lab.train method=vl_pet backbone=t5_base vision=clip_rn101 task=<task>": (
         "needs t5-base from the model hub and a downloaded dataset (tests/test_tasks.py runs the tasks on tiny models)"
     ),
+    "python -m memvp_lab.bench study=fig4_left study.train_batch_size=64 study.eval_batch_size=512": (
+        "needs t5-base from the model hub and a GPU-sized batch"
+    ),
+    "python -m memvp_lab.train -m experiment=table1 hydra/launcher=slurm trainer=ddp trainer.devices=4 "
+    "hydra.launcher.partition=gpu": "needs a SLURM cluster (tests/test_slurm_launcher.py checks the submission)",
 }
 
 
 def readme_commands() -> list[str]:
-    """Every command line of the README's ```bash blocks, without its trailing comment."""
+    """Every command of the README: the lines of its ```bash blocks (without their comments) and
+    every inline `python -m memvp_lab...` or `make ...` span, whitespace joined."""
     text = (REPO / "README.md").read_text()
     lines = [line for block in re.findall(r"```bash\n(.*?)```", text, re.S) for line in block.splitlines()]
-    return [line.split("  #")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
+    blocks = [line.split("  #")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
+    inline = [" ".join(span.split()) for span in re.findall(r"`((?:python -m memvp_lab|make )[^`]*)`", text)]
+    return list(dict.fromkeys(blocks + inline))
 
 
-def test_every_readme_command_is_run_or_says_why_not():
-    commands = readme_commands()
-    assert len(commands) == len(set(commands)) == 11
-    assert set(commands) == set(RUN) | set(NOT_RUN)
-    assert not set(RUN) & set(NOT_RUN)
+def test_every_readme_command_is_run_or_accounted_for():
+    commands = set(readme_commands())
+    accounted = [set(RUN), set(ELSEWHERE), set(NOT_RUN)]
+    assert commands == set().union(*accounted), (commands - set().union(*accounted), set().union(*accounted) - commands)
+    assert sum(map(len, accounted)) == len(commands)  # each in one place only
+    for command, test in ELSEWHERE.items():
+        path, name = test.split("::")
+        assert f"def {name}(" in (REPO / path).read_text(), (command, test)
 
 
 def test_make_demo_runs_the_default_command():
@@ -79,41 +127,51 @@ def _user_env() -> dict[str, str]:
     return {k: os.environ[k] for k in keep if k in os.environ}
 
 
-def _run(command: str, cwd: Path) -> subprocess.CompletedProcess:
-    argv = shlex.split(command)
+def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     assert argv[0] == "python"
     proc = subprocess.run(
         [sys.executable, *argv[1:]], cwd=cwd, env=_user_env(), capture_output=True, text=True, timeout=900
     )
-    assert proc.returncode == 0, f"{command}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"{shlex.join(argv)}\n{proc.stderr[-3000:]}"
     return proc
 
 
-def _records(folder: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(folder.rglob("results.json"))]
+def _records(folder: Path) -> list[tuple[Path, dict]]:
+    return [(p.parent, json.loads(p.read_text())) for p in sorted(folder.rglob("results.json"))]
 
 
 @pytest.mark.slow
 def test_readme_commands_run_as_typed(tmp_path):
+    places: dict[str, str] = {"<clip_rn101|clip_vit_l14|efficientnet_lite0>": "efficientnet_lite0"}
     done: dict[str, subprocess.CompletedProcess] = {}
-    run_dir = None
     for command, extra in RUN.items():
-        if "<run dir>" in command:
-            command = command.replace("<run dir>", str(run_dir))
-        done[command] = _run(" ".join([command, *extra]), tmp_path)
-        if run_dir is None and (tmp_path / "outputs").exists():
-            run_dir = next((tmp_path / "outputs").rglob("results.json")).parent
+        typed = command
+        for placeholder, value in places.items():
+            typed = typed.replace(placeholder, shlex.quote(value))
+        done[command] = _run([*shlex.split(typed), *extra], tmp_path)
+        if "<run dir>" not in places and (tmp_path / "outputs").exists():  # the default's run
+            places["<run dir>"] = str(_records(tmp_path / "outputs")[0][0])
+            places["<folder>"] = str(next((tmp_path / "data").rglob("*.jpg")).parent)
+            places["<file.h5 or folder>"] = "features.h5"
 
-    outputs = _records(tmp_path / "outputs")
+    outputs = [record for _, record in _records(tmp_path / "outputs")]
     assert all(r["status"] == "completed" for r in outputs)
     chosen = sorted((r["config"]["method"]["name"], r["config"]["method"].get("ablation")) for r in outputs)
-    assert chosen == [("llava_lora", None), ("memvp", "no_visual"), ("memvp", "none")]
+    assert chosen == [("llava_lora", None), ("memvp", "no_visual"), ("memvp", "none"), ("memvp", "none")]
     assert {r["config"]["backbone"]["name"] for r in outputs} == {"smollm2_135m", "tiny_llama"}
-    sweep = _records(tmp_path / "multirun")
+    sweep = [record for _, record in _records(tmp_path / "multirun")]
     assert sorted(r["config"]["method"]["lr"] for r in sweep) == [1e-3, 3e-3]
 
-    params = next(p for c, p in done.items() if c.startswith("python -m memvp_lab.params"))
-    assert "| bart_base | memvp | 3,784,704 |" in params.stdout
+    assert "| bart_base | memvp | 3,784,704 |" in done["python -m memvp_lab.params"].stdout
+    run_dir = Path(places["<run dir>"])
     assert json.loads((run_dir / "evaluate" / "val" / "evaluation.json").read_text())["split"] == "val"
     beams = json.loads((tmp_path / "beams5" / "evaluation.json").read_text())
     assert beams["split"] == "test" and "task.generation.num_beams=5" in beams["overrides"]
+    drawn = json.loads((run_dir / "visualize" / SUMMARY).read_text())["questions"]
+    asked = sorted(q["question"].split()[1] for q in drawn)  # "What color ...", "How many ..."
+    assert asked == ["color", "many"] and all("answer" in q for q in drawn)
+    assert sorted(p.name for p in (run_dir / "visualize").glob("*.png")) == sorted(q["png"] for q in drawn)
+    images = len(list(Path(places["<folder>"]).glob("*.jpg")))
+    with h5py.File(tmp_path / "features.h5") as f:
+        assert len(f) == images and f[next(iter(f))]["features"].shape == (49, 1280)
+    assert "missing" in done["python -m memvp_lab.report demo_seeds"].stdout
