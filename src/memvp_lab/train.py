@@ -23,7 +23,7 @@ from memvp_lab.config.schemas import register_configs
 from memvp_lab.config.validate import check_task_features
 from memvp_lab.errors import USER_ERRORS
 from memvp_lab.paths import config_dir
-from memvp_lab.results.records import write_failure, write_results
+from memvp_lab.results.records import failed, write_failure, write_results
 from memvp_lab.results.run_summary import format_summary
 from memvp_lab.training.callbacks import StepTimer, build_callbacks, peak_memory
 from memvp_lab.training.checkpoint import save_trainable
@@ -59,7 +59,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.paths.output_dir = str(out_dir)  # logs, checkpoints and results continue in the run's folder
     if cfg.get("skip_existing") and (out_dir / "results.json").exists():
         record = json.loads((out_dir / "results.json").read_text())
-        if record.get("status") != "failed":
+        if not failed(record):
             log.info("%s already holds results.json: skipped (skip_existing=false runs it again)", out_dir)
             return {k: v for k, v in record.items() if isinstance(v, (int, float))}
         log.info("%s holds a failed run (%s): running it again", out_dir, record.get("error"))

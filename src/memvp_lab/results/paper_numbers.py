@@ -9,6 +9,7 @@ file (``conf/study/table3_*.yaml`` read ``table3``).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection, Mapping
 
@@ -43,8 +44,10 @@ def paper_rows(spec: dict) -> dict[str, dict[str, float]]:
     return {row: {m: v for m, v in zip(metrics, cells) if v is not None} for row, cells in spec["cells"].items()}
 
 
+@functools.cache
 def trainable_m() -> dict[str, dict[str, float]]:
-    """#Trainable in millions as printed, ``{backbone: {method: value}}``: Tables 1 and 2."""
+    """#Trainable in millions as printed, ``{backbone: {method: value}}``: Tables 1 and 2 (read once;
+    callers must not change it)."""
     out: dict[str, dict[str, float]] = {}
     for name in TRAINABLE_TABLES:
         for row, by_task in paper_column(paper_spec(name), TRAINABLE_METRIC).items():
@@ -54,6 +57,7 @@ def trainable_m() -> dict[str, dict[str, float]]:
     return out
 
 
+@functools.cache
 def trainable_decimals() -> dict[str, int]:
     """Decimals each backbone's #Trainable is printed with (a count matches when it rounds to it)."""
     out: dict[str, int] = {}

@@ -14,6 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from memvp_lab.data.datamodule import VLDataModule
 from memvp_lab.errors import ConfigError
+from memvp_lab.results.records import failed
 from memvp_lab.training.checkpoint import META, load_trainable
 from memvp_lab.training.factory import Built, build_model, instantiate_node
 
@@ -50,7 +51,7 @@ def run_config(run_dir: str | Path, data_dir: str | None = None, overrides: Sequ
             f"run_dir={run_dir}: no results.json there (a finished run folder holds results.json and {TRAINABLE}/)"
         )
     record = json.loads(results.read_text())
-    if record.get("status") == "failed" or not record.get("config"):
+    if failed(record) or not record.get("config"):
         raise ConfigError(f"run_dir={run_dir}: the run failed ({record.get('error')}); there is nothing to load")
     cfg = OmegaConf.create(record["config"])
     if data_dir is not None:

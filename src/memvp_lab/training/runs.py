@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from memvp_lab.errors import ConfigError
 from memvp_lab.paths import write_text_atomic
+from memvp_lab.results.records import failed
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def keep_completed_record(path: Path) -> None:
     """Moves a completed run's results.json aside (``results.previous.json``) before a rerun in the
     same folder records its failure there, so a failed rerun never erases a finished result."""
     try:
-        completed = json.loads(path.read_text()).get("status") != "failed"
+        completed = not failed(json.loads(path.read_text()))
     except (OSError, json.JSONDecodeError, AttributeError):
         return
     if completed:
