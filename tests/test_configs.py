@@ -31,6 +31,8 @@ def test_every_config_file_starts_with_a_comment_and_a_command():
 def expected_error(method: str, backbone: str, vision: str) -> str | None:
     """The key a start-up error must name for an invalid combination (None: valid)."""
     family = make_config([f"backbone={backbone}"]).backbone.family
+    if backbone == "hf_causal":  # a required key, checked before anything else
+        return "backbone.model_id is required"
     if vision == "clip_vit_l14":  # trains ViT adapters; shapes_vqa serves pre-extracted features
         return "vision.adapters"
     if method == "llava_lora" and family == "encoder_decoder":  # the family is checked first

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
 
-from helpers import make_config
-from memvp_lab.data.collate import VLCollator
+from helpers import expected_trainable, make_batch, make_config
 from memvp_lab.errors import CheckpointMismatch, ConfigError
 from memvp_lab.methods.registry import methods, runs_on
-from memvp_lab.model.vision_language_model import norm_modules
 from memvp_lab.training.checkpoint import load_trainable, save_trainable
 from memvp_lab.training.factory import build_backbone, build_model, method_and_visual
 from memvp_lab.training.optim import param_groups
@@ -33,47 +30,6 @@ def build(method: str, arch: str, seed: int = 0, *overrides: str):
     config = instantiate(cfg.method, _convert_="all")
     backbone = build_backbone(cfg.backbone)
     return config, backbone, config.build(backbone, VISUAL)
-
-
-def make_batch(backbone, n: int = 3, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    questions = ["what color is the circle?", "how many shapes are there?", "is the square on the left?"]
-    samples = [
-        dict(
-            question=questions[i % 3],
-            target=["red", "2", "yes"][i % 3],
-            visual=rng.standard_normal((49, 256)).astype(np.float32),
-            has_image=1.0,
-            weight=1.0,
-            index=i,
-            question_id=i,
-            answers=["red"] * 10,
-            group="color",
-            answer_type="other",
-        )
-        for i in range(n)
-    ]
-    return VLCollator(backbone, "{question}", max_prompt_tokens=32, max_target_tokens=4)(samples)
-
-
-def expected_trainable(method: str, name: str, model) -> bool:
-    """What each method must train, by structure (independent of how the method selects it)."""
-    if name.startswith(("prompting.", "vision_tower.")):
-        return True
-    lm_name = name.removeprefix("lm.")
-    norms = {f"{n}." for n, _ in norm_modules(model.lm)}
-    is_norm = any(lm_name.startswith(n) for n in norms)
-    if method == "full_ft":
-        return True
-    if method in ("lora", "llava_lora"):
-        bias = method == "lora" and lm_name.endswith(".bias")  # the reference trains every bias (BART)
-        return ".lora_" in lm_name or bias
-    if method in ("vl_adapter", "compacter"):
-        return ".adapter." in lm_name or is_norm
-    if method == "vl_pet":
-        encoder_norm = is_norm and ".encoder." in f".{lm_name}" and ("layer_norm" in lm_name or "layernorm" in lm_name)
-        return ".vl_pet." in lm_name or ".value_adapter." in lm_name or encoder_norm
-    return False  # memvp: only its prompting module
 
 
 # A constant input gets no gradient: the box branch sees all-zero boxes for grid features.
@@ -212,7 +168,9 @@ def test_injection_that_matches_nothing_fails_clearly():
         text=TextFormat(),
         source="test",
     )
-    with pytest.raises(ConfigError, match="method=vl_adapter: no attention / FFN sub-layers in backbone=bare"):
+    with pytest.raises(
+        ConfigError, match=r"method=vl_adapter found no attention or FFN sub-layer in backbone=bare \(Sequential\)"
+    ):
         config.inject(bare)
     lora = instantiate(make_config(["method=lora", "method.targets=[k]"]).method, _convert_="all")
     with pytest.raises(ConfigError, match="method.targets"):

@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from helpers import REPO
+from helpers import REPO, save_tiny_model
 from memvp_lab.visualize import SUMMARY
 
 # Appended to every training command of the embedded default: 2 steps on a small generated set.
@@ -52,6 +52,8 @@ RUN: dict[str, tuple[str, ...]] = {
     "python -m memvp_lab.features extract --vision <clip_rn101|clip_vit_l14|efficientnet_lite0> --images <folder> "
     "--out <file.h5 or folder>": (),
     "python -m memvp_lab.report demo_seeds": (),
+    "python -m memvp_lab.train backbone=hf_causal backbone.model_id=<model folder>": ("vision=tiny_random", *SCALE),
+    "python -m memvp_lab.params --backbone llama3_8b qwen2_5_7b": (),
 }
 # README command -> the test that runs it (or its make recipe) as a user would, at a small scale.
 ELSEWHERE = {
@@ -85,6 +87,9 @@ NOT_RUN = {
     "make format": "rewrites the checkout's files; `make lint` checks the same rules",
     "make lock": "re-resolves every pin from the package index",
     "python -m memvp_lab.train logger.wandb.offline=false": "needs a W&B account and a network",
+    "python -m memvp_lab.train backbone=hf_causal backbone.model_id=Qwen/Qwen2.5-0.5B": (
+        "needs the model hub (the same command on a local folder runs above; tests/test_hf_families.py covers Qwen2)"
+    ),
     "python -m memvp_lab.train method=vl_pet backbone=t5_base vision=clip_rn101 task=<task>": (
         "needs t5-base from the model hub and a downloaded dataset (tests/test_tasks.py runs the tasks on tiny models)"
     ),
@@ -142,7 +147,10 @@ def _records(folder: Path) -> list[tuple[Path, dict]]:
 
 @pytest.mark.slow
 def test_readme_commands_run_as_typed(tmp_path):
-    places: dict[str, str] = {"<clip_rn101|clip_vit_l14|efficientnet_lite0>": "efficientnet_lite0"}
+    places: dict[str, str] = {
+        "<clip_rn101|clip_vit_l14|efficientnet_lite0>": "efficientnet_lite0",
+        "<model folder>": str(save_tiny_model(tmp_path / "my-model")),
+    }
     done: dict[str, subprocess.CompletedProcess] = {}
     for command, extra in RUN.items():
         typed = command
@@ -157,8 +165,15 @@ def test_readme_commands_run_as_typed(tmp_path):
     outputs = [record for _, record in _records(tmp_path / "outputs")]
     assert all(r["status"] == "completed" for r in outputs)
     chosen = sorted((r["config"]["method"]["name"], r["config"]["method"].get("ablation")) for r in outputs)
-    assert chosen == [("llava_lora", None), ("memvp", "no_visual"), ("memvp", "none"), ("memvp", "none")]
-    assert {r["config"]["backbone"]["name"] for r in outputs} == {"smollm2_135m", "tiny_llama"}
+    assert chosen == [
+        ("llava_lora", None),
+        ("memvp", "no_visual"),
+        ("memvp", "none"),
+        ("memvp", "none"),
+        ("memvp", "none"),
+    ]
+    assert {r["config"]["backbone"]["name"] for r in outputs} == {"smollm2_135m", "tiny_llama", "hf_causal"}
+    assert places["<model folder>"] in {r["config"]["backbone"].get("model_id") for r in outputs}
     sweep = [record for _, record in _records(tmp_path / "multirun")]
     assert sorted(r["config"]["method"]["lr"] for r in sweep) == [1e-3, 3e-3]
 
@@ -175,3 +190,5 @@ def test_readme_commands_run_as_typed(tmp_path):
     with h5py.File(tmp_path / "features.h5") as f:
         assert len(f) == images and f[next(iter(f))]["features"].shape == (49, 1280)
     assert "missing" in done["python -m memvp_lab.report demo_seeds"].stdout
+    table = done["python -m memvp_lab.params --backbone llama3_8b qwen2_5_7b"].stdout
+    assert "| llama3_8b | memvp | 3,870,848 |" in table and "| qwen2_5_7b | memvp | 3,477,120 |" in table

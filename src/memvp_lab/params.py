@@ -43,6 +43,13 @@ def is_encoder_decoder(backbone: str) -> bool:
     return compose_config([f"backbone={backbone}"]).backbone.family == "encoder_decoder"
 
 
+def vision_of(backbone: str) -> str:
+    """The paper's encoder for its backbones; for others that of its rows of the same family."""
+    if backbone in PAPER_VISION:
+        return PAPER_VISION[backbone]
+    return "clip_rn101" if is_encoder_decoder(backbone) else "clip_vit_l14"
+
+
 def pairs(backbones=BACKBONES, names=None) -> list[tuple[str, str]]:
     """(backbone, method) for every method that runs on the backbone's family."""
     names = method_names() if names is None else names
@@ -61,7 +68,7 @@ def count(backbone: str, method: str) -> dict[str, int]:
     overrides = [
         f"backbone={backbone}",
         f"method={method}",
-        f"vision={PAPER_VISION.get(backbone, 'clip_rn101')}",
+        f"vision={vision_of(backbone)}",
         "backbone.weights=random",
         "vision.encoder.weights=random",
         "task.images_on_the_fly=true",

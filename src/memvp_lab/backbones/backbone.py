@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -14,13 +14,15 @@ class TextFormat:
     ``prompt`` wraps the task prompt (``{prompt}``), e.g. a chat template; ``target`` wraps the
     answer (``{target}``) and usually ends with the end-of-turn / EOS marker (``{eos}`` is
     replaced by the tokenizer's EOS token). ``add_bos`` prepends the BOS token to decoder-only
-    sequences. Encoder-decoder backbones tokenise the prompt and target with their own special
+    sequences; ``"auto"`` (resolved by ``resolve_text_format`` once the tokenizer is loaded) does
+    so exactly when the tokenizer itself starts a text with BOS (LLaMA, Mistral, Gemma do; Qwen
+    does not). Encoder-decoder backbones tokenise the prompt and target with their own special
     tokens and ignore ``add_bos``.
     """
 
     prompt: str = "{prompt}"
     target: str = "{target}{eos}"
-    add_bos: bool = False
+    add_bos: bool | str = False
 
 
 @dataclass
@@ -60,6 +62,19 @@ class Backbone:
     def hidden_size(self) -> int:
         cfg = self.model.config
         return int(getattr(cfg, "hidden_size", None) or cfg.d_model)
+
+
+def resolve_text_format(fmt: TextFormat, tokenizer: PreTrainedTokenizerBase) -> TextFormat:
+    """``fmt`` with ``add_bos="auto"`` replaced by what ``tokenizer`` does on its own."""
+    if fmt.add_bos == "auto":
+        bos = tokenizer.bos_token_id
+        starts_with_bos = bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+        return replace(fmt, add_bos=starts_with_bos)
+    if not isinstance(fmt.add_bos, bool):
+        from memvp_lab.errors import ConfigError
+
+        raise ConfigError(f"backbone.text.add_bos={fmt.add_bos!r}: expected true, false or auto")
+    return fmt
 
 
 def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:

@@ -9,13 +9,15 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from memvp_lab.backbones.backbone import Backbone, TextFormat, check_family, ensure_pad_token
+from memvp_lab.backbones.backbone import Backbone, TextFormat, check_family, ensure_pad_token, resolve_text_format
 from memvp_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def _random_model(name: str, architecture: dict | None, dtype: torch.dtype, attn_implementation: str, device: str):
+def _random_model(
+    name: str, architecture: dict | None, dtype: torch.dtype, attn_implementation: str | None, device: str
+):
     if not architecture:
         raise ConfigError(
             f"backbone={name} has no backbone.architecture block to build random weights from; "
@@ -23,7 +25,8 @@ def _random_model(name: str, architecture: dict | None, dtype: torch.dtype, attn
         )
     fields = {k: v for k, v in architecture.items() if k != "tokenizer"}
     config = AutoConfig.for_model(**fields)
-    config._attn_implementation = attn_implementation
+    if attn_implementation is not None:  # None: transformers' choice for the family
+        config._attn_implementation = attn_implementation
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     with torch.device(device):
         model = auto.from_config(config, dtype=dtype)
@@ -36,7 +39,7 @@ def load_pretrained(
     model_id: str,
     text: dict | TextFormat | None = None,
     dtype: str = "float32",
-    attn_implementation: str = "sdpa",
+    attn_implementation: str | None = "sdpa",
     weights: str = "pretrained",
     architecture: dict | None = None,
     device: str = "cpu",
@@ -49,7 +52,8 @@ def load_pretrained(
         model_id: e.g. ``facebook/bart-base``, ``t5-base``, ``huggyllama/llama-7b`` or a path.
         text: prompt / target layout (see ``TextFormat``).
         dtype: parameter dtype (``float32``, ``bfloat16``, ``float16``).
-        attn_implementation: ``sdpa`` or ``eager``.
+        attn_implementation: ``sdpa``, ``eager``, or None for transformers' choice (sdpa where the
+            family supports it, eager otherwise, e.g. Gemma 2).
         weights: ``pretrained`` (from ``model_id``) or ``random`` (from ``architecture``, with a
             small stand-in tokenizer; nothing is downloaded).
         architecture: the hub model's config fields (``model_type`` first) plus
@@ -63,13 +67,15 @@ def load_pretrained(
 
         model = _random_model(name, architecture, torch_dtype, attn_implementation, device)
         style = {"bart": "bart", "t5": "t5"}.get(model.config.model_type, "llama")
+        tokenizer = tiny_tokenizer(style)
         backbone = Backbone(
             name=name,
             model=model,
-            tokenizer=tiny_tokenizer(style),
-            text=fmt,
+            tokenizer=tokenizer,
+            text=resolve_text_format(fmt, tokenizer),
             source=f"random ({model_id} architecture)",
-            hub_tokenizer=dict(architecture["tokenizer"]),
+            # The hub tokenizer's facts when the block states them; else the embedding rows.
+            hub_tokenizer=dict(architecture.get("tokenizer") or {"length": model.config.vocab_size, "sentinels": 0}),
         )
         return check_family(backbone, family)
     if weights != "pretrained":
@@ -89,4 +95,7 @@ def load_pretrained(
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     model = auto.from_pretrained(model_id, dtype=torch_dtype, attn_implementation=attn_implementation)
     tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(model_id))
-    return check_family(Backbone(name=name, model=model, tokenizer=tokenizer, text=fmt, source=model_id), family)
+    backbone = Backbone(
+        name=name, model=model, tokenizer=tokenizer, text=resolve_text_format(fmt, tokenizer), source=model_id
+    )
+    return check_family(backbone, family)

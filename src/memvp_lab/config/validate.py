@@ -16,6 +16,30 @@ from memvp_lab.vision.spec import VisualSpec
 FAMILIES = ("decoder_only", "encoder_decoder")
 
 
+# What to put in a required key a config leaves open (``???``).
+REQUIRED_HINTS = {"backbone.model_id": "a hub id such as Qwen/Qwen2.5-0.5B or a local model directory"}
+
+
+def _missing_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is ``???``, found without resolving any interpolation."""
+    out = []
+    for key in node.keys():
+        child = node._get_node(key)
+        if child._is_missing():
+            out.append(f"{prefix}{key}")
+        elif isinstance(child, DictConfig) and not child._is_interpolation() and not child._is_none():
+            out += _missing_keys(child, f"{prefix}{key}.")
+    return out
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Raises ``ConfigError`` naming every required key still unset (``???``) outside ``hydra``."""
+    missing = sorted(k for k in _missing_keys(cfg) if not k.startswith("hydra."))
+    if missing:
+        hints = "; ".join(f"set {k}=<{REQUIRED_HINTS.get(k, 'a value')}>" for k in missing)
+        raise ConfigError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: {hints}")
+
+
 def validate(cfg: DictConfig, method: MethodConfig, visual: VisualSpec) -> None:
     """Raises ``ConfigError`` naming the key to change, before any model is built."""
     family = cfg.backbone.get("family")

@@ -24,8 +24,16 @@ from memvp_lab.vision.spec import VisualSpec
 
 log = logging.getLogger(__name__)
 
-# Projection roles -> module names in BART / LLaMA (``*_proj``) and T5 (one letter).
-PROJECTIONS = {"q": ("q_proj", "q"), "k": ("k_proj", "k"), "v": ("v_proj", "v"), "o": ("out_proj", "o_proj", "o")}
+# Projection roles -> module names in BART / LLaMA-family (``*_proj``) and T5 (one letter).
+# Phi-3 fuses q, k and v into one ``qkv_proj``: any of those roles puts one LoRA pair on it, whose
+# B spans the query, key and value outputs (how LoRA is applied to Phi-3 in general).
+FUSED_QKV = "qkv_proj"
+PROJECTIONS = {
+    "q": ("q_proj", "q", FUSED_QKV),
+    "k": ("k_proj", "k", FUSED_QKV),
+    "v": ("v_proj", "v", FUSED_QKV),
+    "o": ("out_proj", "o_proj", "o"),
+}
 
 
 @register_method("lora")
@@ -59,4 +67,11 @@ class LoRAConfig(InputSpaceMethodConfig):
         except ValueError as err:  # peft: "Target modules ... not found in the base model"
             raise ConfigError(f"method.targets={self.targets}: {err}") from None
         added = [n for n, _ in backbone.model.named_modules() if n.endswith((".lora_A", ".lora_B"))]
+        if any(f".{FUSED_QKV}." in n for n in added):
+            log.warning(
+                "method.targets=%s: %s has fused %s projections; LoRA is applied to the fused matrix",
+                self.targets,
+                backbone.name,
+                FUSED_QKV,
+            )
         return report(self.name, backbone.name, added, f"LoRA r={self.r} matrices on {names}")

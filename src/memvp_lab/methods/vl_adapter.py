@@ -16,7 +16,7 @@ from memvp_lab.methods.adapters.modules import INITS
 from memvp_lab.methods.input_space.method import InputSpaceMethodConfig
 from memvp_lab.methods.registry import register_method
 from memvp_lab.nn.injection import attach_to_sublayer, report
-from memvp_lab.nn.sublayers import find_sublayers
+from memvp_lab.nn.sublayers import find_sublayers_or_fail
 from memvp_lab.vision.spec import VisualSpec
 
 
@@ -41,7 +41,7 @@ class SublayerAdapterConfig(InputSpaceMethodConfig):
     def inject(self, backbone: Backbone) -> list[str]:
         added = [
             attach_to_sublayer(site, "adapter", self.make(backbone.hidden_size), _residual_adapter)
-            for site in find_sublayers(backbone.model)
+            for site in find_sublayers_or_fail(backbone.model, self.name, backbone.name)
         ]
         return report(self.name, backbone.name, added, "attention / FFN sub-layers")
 

@@ -26,7 +26,7 @@ from memvp_lab.methods.adapters.modules import INITS
 from memvp_lab.methods.input_space.method import InputSpaceMethodConfig
 from memvp_lab.methods.registry import register_method
 from memvp_lab.nn.injection import attach_parallel, attach_to_sublayer, report
-from memvp_lab.nn.sublayers import Kind, find_sublayers, select
+from memvp_lab.nn.sublayers import Kind, find_sublayers_or_fail, select
 from memvp_lab.vision.spec import VisualSpec
 
 
@@ -68,7 +68,7 @@ class VLPETConfig(InputSpaceMethodConfig):
 
     def inject(self, backbone: Backbone) -> list[str]:
         d = backbone.hidden_size
-        sublayers = find_sublayers(backbone.model)
+        sublayers = find_sublayers_or_fail(backbone.model, self.name, backbone.name)
         added = [
             attach_to_sublayer(
                 site,

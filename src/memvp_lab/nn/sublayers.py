@@ -10,8 +10,11 @@ family     self-attention          cross-attention         FFN
 =========  ======================  ======================  =======================
 BART       ``self_attn``           ``encoder_attn``        ``fc2`` (``x1`` enters ``fc1``)
 T5         ``SelfAttention``       ``EncDecAttention``     ``DenseReluDense``
-LLaMA      ``self_attn``           --                      ``mlp``
+LLaMA [*]  ``self_attn``           --                      ``mlp``
 =========  ======================  ======================  =======================
+
+[*] and every decoder layer with ``self_attn`` and ``mlp`` children: Mistral, Qwen2/2.5/3,
+Gemma 2/3, Phi-3, OLMo, ...
 
 For T5 (pre-norm) ``x1`` is the input of the ``T5Layer*`` wrapper, before its layer norm; for
 BART (post-norm) it is the sub-layer's own input. LLaMA's FFN input is normalised, so its ``x1``
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from torch import nn
+
+from memvp_lab.errors import ConfigError
 
 
 class Kind(str, Enum):
@@ -80,6 +85,23 @@ def find_sublayers(model: nn.Module) -> list[Sublayer]:
             out.append(_site(name, "self_attn", Kind.self_attn, module, module))
             out.append(_site(name, "mlp", Kind.ffn, module, None))
     return out
+
+
+KNOWN_LAYOUTS = (
+    "T5 layers (SelfAttention / EncDecAttention / DenseReluDense), BART layers (self_attn, fc1, fc2) "
+    "and decoder layers with self_attn and mlp children (LLaMA, Mistral, Qwen, Gemma, Phi-3, OLMo)"
+)
+
+
+def find_sublayers_or_fail(model: nn.Module, method: str, backbone: str) -> list[Sublayer]:
+    """``find_sublayers``, raising a ``ConfigError`` that names the layouts looked for when empty."""
+    found = find_sublayers(model)
+    if not found:
+        raise ConfigError(
+            f"method={method} found no attention or FFN sub-layer in backbone={backbone} "
+            f"({type(model).__name__}); it knows {KNOWN_LAYOUTS}"
+        )
+    return found
 
 
 def select(sublayers: list[Sublayer], stacks: set[str] | None = None, kinds: set[Kind] | None = None) -> list[Sublayer]:

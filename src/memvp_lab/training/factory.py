@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from memvp_lab.backbones.backbone import Backbone
-from memvp_lab.config.validate import validate
+from memvp_lab.config.validate import check_required, validate
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods.contract import MethodConfig
 from memvp_lab.model.vision_language_model import VisionLanguageModel
@@ -51,6 +51,7 @@ class Built:
 
 def method_and_visual(cfg: DictConfig) -> tuple[MethodConfig, VisualSpec]:
     """The typed method config and the visual input it gets, validated against ``cfg``."""
+    check_required(cfg)
     method = instantiate_node(cfg.method, _convert_="all")
     visual = VisualSpec(
         feature_dim=cfg.vision.feature_dim, num_tokens=cfg.vision.num_tokens, grid=bool(cfg.vision.get("grid", True))
