@@ -52,6 +52,11 @@ RUN: dict[str, tuple[str, ...]] = {
     "python -m memvp_lab.features extract --vision <clip_rn101|clip_vit_l14|efficientnet_lite0> --images <folder> "
     "--out <file.h5 or folder>": (),
     "python -m memvp_lab.report demo_seeds": (),
+    'python -m memvp_lab.predict run_dir=<run dir> image=<image file> question="What color is the circle?"': (),
+    'python -m memvp_lab.predict run_dir=<run dir> images=<folder> question="How many shapes are there?" '
+    "out=answers.jsonl": (),
+    "python -m memvp_lab.export run_dir=<run dir> out=my-adapter": (),
+    'python -m memvp_lab.predict run_dir=my-adapter image=<image file> question="What color is the circle?"': (),
     "python -m memvp_lab.train backbone=hf_causal backbone.model_id=<model folder>": ("vision=tiny_random", *SCALE),
     "python -m memvp_lab.params --backbone llama3_8b qwen2_5_7b": (),
 }
@@ -80,6 +85,7 @@ ELSEWHERE = {
 }
 NOT_RUN = {
     "make test": "the suite itself: `.ci/run` runs it",
+    "hf upload <user>/<name> my-adapter .": "needs a Hugging Face account and a network",
     "make test-fast": "the suite's fast tier: `.ci/run` runs it within `make test`",
     "make test-slow": "the suite's slow tier: `.ci/run` runs it within `make test`",
     "make setup": "`.ci/run` runs it on a clean clone before the tests",
@@ -160,6 +166,7 @@ def test_readme_commands_run_as_typed(tmp_path):
         if "<run dir>" not in places and (tmp_path / "outputs").exists():  # the default's run
             places["<run dir>"] = str(_records(tmp_path / "outputs")[0][0])
             places["<folder>"] = str(next((tmp_path / "data").rglob("*.jpg")).parent)
+            places["<image file>"] = str(sorted((tmp_path / "data").rglob("shapes_test_*.jpg"))[0])
             places["<file.h5 or folder>"] = "features.h5"
 
     outputs = [record for _, record in _records(tmp_path / "outputs")]
@@ -190,5 +197,12 @@ def test_readme_commands_run_as_typed(tmp_path):
     with h5py.File(tmp_path / "features.h5") as f:
         assert len(f) == images and f[next(iter(f))]["features"].shape == (49, 1280)
     assert "missing" in done["python -m memvp_lab.report demo_seeds"].stdout
+    single = 'python -m memvp_lab.predict run_dir=<run dir> image=<image file> question="What color is the circle?"'
+    exported = 'python -m memvp_lab.predict run_dir=my-adapter image=<image file> question="What color is the circle?"'
+    answer = done[single].stdout.strip().splitlines()[-1]
+    assert answer and done[exported].stdout.strip().splitlines()[-1] == answer
+    rows = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert len(rows) == images and all(r["question"] == "How many shapes are there?" and "answer" in r for r in rows)
+    assert "python -m memvp_lab.train" in (tmp_path / "my-adapter" / "README.md").read_text()
     table = done["python -m memvp_lab.params --backbone llama3_8b qwen2_5_7b"].stdout
     assert "| llama3_8b | memvp | 3,870,848 |" in table and "| qwen2_5_7b | memvp | 3,477,120 |" in table

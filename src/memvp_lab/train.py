@@ -26,7 +26,7 @@ from memvp_lab.paths import config_dir
 from memvp_lab.results.records import failed, write_failure, write_results
 from memvp_lab.results.run_summary import format_summary
 from memvp_lab.training.callbacks import StepTimer, build_callbacks, peak_memory
-from memvp_lab.training.checkpoint import save_trainable
+from memvp_lab.training.checkpoint import save_run_adapter
 from memvp_lab.training.factory import build_model, instantiate_node
 from memvp_lab.training.lit_module import VisionLanguageTask
 from memvp_lab.training.loggers import build_loggers, finish_loggers
@@ -104,7 +104,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("params/", "time/", "memory/"))})
         if trainer.is_global_zero:  # every DDP rank runs train(); one writes the run's files
             if cfg.get("save_trainable", True):
-                save_trainable(model, out_dir / "trainable", method, base_model=backbone.source)
+                store = datamodule.feature_sources
+                scale = store.scale if store is not None else None
+                save_run_adapter(out_dir / "trainable", model, method, backbone, cfg.vision, scale)
             primary = task.evaluators["test"]
             write_results(out_dir / "results.json", metrics, cfg, metric_rule=getattr(primary, "rule", None))
             log.info("\n%s", format_summary(cfg, metrics, primary.primary, primary.breakdown))

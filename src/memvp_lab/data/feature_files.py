@@ -135,6 +135,11 @@ class FeatureSources:
             return ((array.astype(np.float32) - self._scale[0]) / self._scale[1]).astype(np.float32)
         return array
 
+    @property
+    def scale(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-channel (mean, std) that ``get`` standardises with, or None."""
+        return self._scale
+
     def standardize(self, img_ids: Sequence[str], max_images: int = 2000) -> None:
         """From now on, ``get`` returns features standardised per channel with the mean and
         standard deviation over (at most ``max_images`` evenly spaced of) ``img_ids``."""

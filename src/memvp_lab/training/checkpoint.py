@@ -24,6 +24,9 @@ from memvp_lab.paths import write_text_atomic
 
 TENSORS = "trainable.safetensors"
 META = "trainable.json"
+# Per-channel mean and std the task standardised the training features with (``standardize_features``):
+# features of a new image go through the same transform at prediction time.
+FEATURE_STATS = "feature_standardization.safetensors"
 
 
 def _plain(value):
@@ -104,3 +107,66 @@ def load_trainable(model: VisionLanguageModel, directory: str | Path, method_nam
         for name, tensor in tensors.items():
             params[name].copy_(tensor)
     return meta
+
+
+def model_fingerprint(backbone, vision) -> dict:
+    """What a checkpoint's tensors were trained with, to refuse loading them into anything else:
+    the backbone's name, weights and shape, and the vision encoder's name and feature shape."""
+    config = backbone.model.config
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None)
+    return {
+        "backbone": {
+            "name": backbone.name,
+            "source": backbone.source,
+            "model_type": config.model_type,
+            "hidden_size": backbone.hidden_size,
+            "num_layers": layers,
+            "vocab_size": config.vocab_size,
+        },
+        "vision": {
+            "name": str(vision.name),
+            "feature_dim": int(vision.feature_dim),
+            "num_tokens": int(vision.num_tokens),
+            "image_size": int(vision.image_size),
+        },
+    }
+
+
+def check_fingerprint(meta: dict, current: dict, directory: str | Path) -> None:
+    """Raises ``CheckpointMismatch`` naming each backbone / vision property that differs from the
+    one the checkpoint recorded (checkpoints written before fingerprints existed pass)."""
+    differences = []
+    for part in ("backbone", "vision"):
+        recorded = meta.get(part) or {}
+        for key, value in recorded.items():
+            if key == "source":  # the same weights may be read from another place
+                continue
+            if key in current[part] and current[part][key] != value:
+                differences.append(f"{part}.{key}: trained with {value!r}, given {current[part][key]!r}")
+    if differences:
+        raise CheckpointMismatch(f"{directory} does not fit this model: " + "; ".join(differences))
+
+
+def save_feature_stats(directory: str | Path, mean, std) -> Path:
+    path = Path(directory) / FEATURE_STATS
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file({"mean": torch.as_tensor(mean).float(), "std": torch.as_tensor(std).float()}, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def load_feature_stats(directory: str | Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    path = Path(directory) / FEATURE_STATS
+    if not path.is_file():
+        return None
+    tensors = load_file(str(path))
+    return tensors["mean"], tensors["std"]
+
+
+def save_run_adapter(directory: str | Path, model, method, backbone, vision, feature_scale=None) -> Path:
+    """A finished run's adapter: the trainable tensors with their description and fingerprint,
+    plus the feature standardisation (``(mean, std)``) when the task applied one."""
+    save_trainable(model, directory, method, base_model=backbone.source, extra=model_fingerprint(backbone, vision))
+    if feature_scale is not None:
+        save_feature_stats(directory, *feature_scale)
+    return Path(directory)
