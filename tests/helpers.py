@@ -176,3 +176,19 @@ def save_tiny_model(folder: Path, model_type: str = "qwen2") -> Path:
     backbone.model.save_pretrained(folder)
     backbone.tokenizer.save_pretrained(folder)
     return folder
+
+
+def changed_by_training(model, batch, steps: int = 3) -> set[str]:
+    """Names of the parameters that ``steps`` AdamW steps on ``batch`` change (each loss finite)."""
+    import torch
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = model(batch).mean()
+        assert torch.isfinite(loss), loss
+        loss.backward()
+        optimizer.step()
+    return {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}

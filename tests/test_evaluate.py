@@ -104,7 +104,7 @@ def test_the_command_as_a_user_types_it(run_dir, tmp_path):
     "argv, message",
     [
         (["split=test"], "run_dir=<run dir> is required"),
-        (["run_dir=x", "threads=two"], "threads=two: expected a whole number"),
+        (["run_dir=x", "threads=two"], "threads=two: expected a positive whole number"),
         (["run_dir=x", "beams=5"], "beams: not a setting"),
         (["run_dir=x", "backbone.name=y"], "backbone.name: a finished run's model is fixed"),
         (["run_dir"], "run_dir: expected key=value"),

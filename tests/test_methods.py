@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from helpers import expected_trainable, make_batch, make_config
+from helpers import changed_by_training, expected_trainable, make_batch, make_config
 from memvp_lab.errors import CheckpointMismatch, ConfigError
 from memvp_lab.methods.registry import methods, runs_on
 from memvp_lab.training.checkpoint import load_trainable, save_trainable
@@ -41,15 +41,7 @@ def test_only_intended_tensors_change(method, arch):
     _, backbone, model = build(method, arch)
     trainable = {n for n, _ in model.trainable_named_parameters()}
     assert trainable == {n for n, _ in model.named_parameters() if expected_trainable(method, n, model)}
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
-    batch = make_batch(backbone)
-    model.train()
-    for _ in range(3):
-        optimizer.zero_grad()
-        model(batch).mean().backward()
-        optimizer.step()
-    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    changed = changed_by_training(model, make_batch(backbone))
     assert changed == trainable - NO_GRADIENT
 
 

@@ -25,7 +25,8 @@ import lightning as L
 import torch
 from omegaconf import OmegaConf
 
-from memvp_lab.errors import USER_ERRORS, CheckpointMismatch, ConfigError
+from memvp_lab.errors import ConfigError
+from memvp_lab.key_value_cli import parse_key_values, positive_int, run_tool
 from memvp_lab.paths import write_text_atomic
 from memvp_lab.results.records import git_state, package_versions
 from memvp_lab.results.run_summary import format_summary
@@ -102,54 +103,35 @@ def evaluate(
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     """``key=value`` arguments: the evaluation settings and the ``task.*`` overrides."""
-    settings, overrides = {}, []
-    for arg in argv:
-        key, eq, value = arg.partition("=")
-        if not eq:
-            raise ConfigError(f"{arg}: expected key=value (e.g. run_dir=outputs/demo/<time>)")
-        if key in SETTINGS:
-            settings[key] = value
-        elif key.startswith("task."):
-            overrides.append(arg)
-        elif "." in key:
-            raise ConfigError(
-                f"{key}: a finished run's model is fixed; only task settings change how it is evaluated "
-                "(task.<key>=<value>, e.g. task.generation.num_beams=5)"
-            )
-        else:
-            raise ConfigError(
-                f"{key}: not a setting of python -m memvp_lab.evaluate; expected {', '.join(SETTINGS)} "
-                "or task.<key>=<value>"
-            )
-    if not settings.get("threads", "1").isdigit():
-        raise ConfigError(f"threads={settings['threads']}: expected a whole number")
+    settings, overrides = parse_key_values(
+        argv,
+        "memvp_lab.evaluate",
+        SETTINGS,
+        ("task.",),
+        fixed_model="a finished run's model is fixed; only task settings change how it is evaluated "
+        "(task.<key>=<value>, e.g. task.generation.num_beams=5)",
+    )
+    positive_int(settings, "threads")
     if "run_dir" not in settings:
         raise ConfigError("run_dir=<run dir> is required: a finished run folder (results.json and trainable/)")
     return settings, overrides
 
 
+def _run(argv: list[str]) -> None:
+    settings, overrides = parse(argv)
+    evaluate(
+        settings["run_dir"],
+        split=settings.get("split", "test"),
+        overrides=overrides,
+        out_dir=settings.get("out_dir"),
+        data_dir=settings.get("data_dir"),
+        device=settings.get("device", "cpu"),
+        threads=positive_int(settings, "threads"),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    try:
-        settings, overrides = parse(argv)
-        threads = settings.get("threads")
-        evaluate(
-            settings["run_dir"],
-            split=settings.get("split", "test"),
-            overrides=overrides,
-            out_dir=settings.get("out_dir"),
-            data_dir=settings.get("data_dir"),
-            device=settings.get("device", "cpu"),
-            threads=int(threads) if threads else None,
-        )
-    except (*USER_ERRORS, CheckpointMismatch) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_tool(__doc__, _run, argv)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
-from memvp_lab.errors import USER_ERRORS, CheckpointMismatch, ConfigError
+from memvp_lab.errors import ConfigError
+from memvp_lab.key_value_cli import parse_key_values, run_tool
 from memvp_lab.predictor import CONFIG, feature_stats_from_data, needs_feature_stats
 from memvp_lab.training.checkpoint import FEATURE_STATS, META, TENSORS, read_meta, save_feature_stats
 from memvp_lab.training.finished_run import TRAINABLE, run_config
@@ -154,29 +155,17 @@ def export(run_dir: str | Path, out: str | Path, overwrite: bool = False) -> Pat
     return out
 
 
+def _run(argv: list[str]) -> None:
+    settings, _ = parse_key_values(argv, "memvp_lab.export", SETTINGS, example="out=my-adapter")
+    if not {"run_dir", "out"} <= set(settings):
+        raise ConfigError("run_dir=<run dir> and out=<folder> are required")
+    if settings.get("overwrite", "false") not in ("true", "false"):
+        raise ConfigError(f"overwrite={settings['overwrite']}: expected true or false")
+    print(export(settings["run_dir"], settings["out"], settings.get("overwrite") == "true"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
-    logging.basicConfig(level=logging.INFO, format="[%(name)s][%(levelname)s] - %(message)s")
-    try:
-        settings = {}
-        for arg in argv:
-            key, eq, value = arg.partition("=")
-            if not eq or key not in SETTINGS:
-                raise ConfigError(f"{arg}: expected {', '.join(k + '=' for k in SETTINGS)}")
-            settings[key] = value
-        if not {"run_dir", "out"} <= set(settings):
-            raise ConfigError("run_dir=<run dir> and out=<folder> are required")
-        if settings.get("overwrite", "false") not in ("true", "false"):
-            raise ConfigError(f"overwrite={settings['overwrite']}: expected true or false")
-        path = export(settings["run_dir"], settings["out"], settings.get("overwrite") == "true")
-        print(path)
-    except (*USER_ERRORS, CheckpointMismatch) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_tool(__doc__, _run, argv)
 
 
 if __name__ == "__main__":

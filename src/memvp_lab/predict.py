@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from memvp_lab.errors import USER_ERRORS, CheckpointMismatch, ConfigError
+from memvp_lab.errors import ConfigError
+from memvp_lab.key_value_cli import parse_key_values, positive_int, run_tool
 from memvp_lab.predictor import OVERRIDABLE, load
 
 SETTINGS = ("run_dir", "image", "images", "input", "question", "out", "device", "batch_size", "threads")
@@ -33,20 +34,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    settings, overrides = {}, []
-    for arg in argv:
-        key, eq, value = arg.partition("=")
-        if not eq:
-            raise ConfigError(f'{arg}: expected key=value (e.g. question="What color is the circle?")')
-        if key in SETTINGS:
-            settings[key] = value
-        elif key.startswith(OVERRIDABLE):
-            overrides.append(arg)
-        else:
-            raise ConfigError(
-                f"{key}: not a setting of python -m memvp_lab.predict; expected {', '.join(SETTINGS)}, "
-                f"or {', '.join(k + '<key>=' for k in OVERRIDABLE)}"
-            )
+    settings, overrides = parse_key_values(
+        argv, "memvp_lab.predict", SETTINGS, OVERRIDABLE, example='question="What color is the circle?"'
+    )
     if "run_dir" not in settings:
         raise ConfigError("run_dir=<dir> is required: a finished run folder or an exported adapter folder")
     sources = [k for k in ("image", "images", "input") if k in settings]
@@ -54,9 +44,8 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         raise ConfigError("give exactly one of image=<file>, images=<folder>, input=<questions.jsonl>")
     if sources[0] in ("image", "images") and not settings.get("question"):
         raise ConfigError(f'{sources[0]}= needs question="..."')
-    for key in ("batch_size", "threads"):
-        if not settings.get(key, "1").isdigit() or int(settings.get(key, "1")) < 1:
-            raise ConfigError(f"{key}={settings[key]}: expected a positive whole number")
+    positive_int(settings, "batch_size")
+    positive_int(settings, "threads")
     return settings, overrides
 
 
@@ -90,37 +79,31 @@ def questions_of(settings: dict[str, str]) -> list[dict]:
     return rows
 
 
+def _run(argv: list[str]) -> None:
+    settings, overrides = parse(argv)
+    if settings.get("threads"):
+        torch.set_num_threads(positive_int(settings, "threads"))
+    rows = None if "image" in settings else questions_of(settings)  # bad input fails before loading
+    model = load(settings["run_dir"], device=settings.get("device", "cpu"), overrides=overrides)
+    if rows is None:
+        print(model.answer(settings["image"], settings["question"]))
+        return
+    out = Path(settings.get("out", "answers.jsonl"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    size = positive_int(settings, "batch_size", 8)
+    with out.open("w") as f:
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            fields = [{k: v for k, v in r.items() if k not in ("image", "question")} for r in chunk]
+            answers = model.answer_batch([r["image"] for r in chunk], [r["question"] for r in chunk], fields, size)
+            for row, answer in zip(chunk, answers):
+                f.write(json.dumps({**row, "answer": answer}) + "\n")
+            f.flush()  # answers so far are kept if a later image fails
+    print(f"{len(rows)} answers -> {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
-    logging.basicConfig(level=logging.WARNING, format="[%(name)s][%(levelname)s] - %(message)s")
-    try:
-        settings, overrides = parse(argv)
-        if settings.get("threads"):
-            torch.set_num_threads(int(settings["threads"]))
-        rows = None if "image" in settings else questions_of(settings)  # bad input fails before loading
-        model = load(settings["run_dir"], device=settings.get("device", "cpu"), overrides=overrides)
-        if rows is None:
-            print(model.answer(settings["image"], settings["question"]))
-            return 0
-        out = Path(settings.get("out", "answers.jsonl"))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        size = int(settings.get("batch_size", 8))
-        with out.open("w") as f:
-            for start in range(0, len(rows), size):
-                chunk = rows[start : start + size]
-                fields = [{k: v for k, v in r.items() if k not in ("image", "question")} for r in chunk]
-                answers = model.answer_batch([r["image"] for r in chunk], [r["question"] for r in chunk], fields, size)
-                for row, answer in zip(chunk, answers):
-                    f.write(json.dumps({**row, "answer": answer}) + "\n")
-                f.flush()
-        print(f"{len(rows)} answers -> {out}")
-    except (*USER_ERRORS, CheckpointMismatch) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_tool(__doc__, _run, argv, level=logging.WARNING)
 
 
 if __name__ == "__main__":

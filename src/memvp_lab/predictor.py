@@ -28,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 
 from memvp_lab.config.compose import compose_config
-from memvp_lab.data.collate import VLCollator
+from memvp_lab.data.collate import VLCollator, unlabelled_sample
 from memvp_lab.data.images import load_image
 from memvp_lab.errors import CheckpointMismatch, ConfigError
 from memvp_lab.training.checkpoint import (
@@ -131,17 +131,7 @@ class Predictor:
         if isinstance(image, (str, Path)) and not Path(image).is_file():
             raise ConfigError(f"image={image}: no such file")
         pixels = load_image(image, self.image_size)
-        sample = {
-            **values,
-            "index": index,
-            "question_id": index,
-            "target": "",
-            "weight": 1.0,
-            "answers": [],
-            "group": "",
-            "answer_type": "",
-            "has_image": 1.0,
-        }
+        sample = unlabelled_sample(index, index, **values)
         if self.encoder is None:
             sample.update(pixels=pixels, visual=np.zeros((0, 0), dtype=np.float32))
         else:

@@ -9,6 +9,22 @@ from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.batch import VLBatch
 
 
+def unlabelled_sample(question_id, index: int = 0, **fields) -> dict:
+    """A sample with no reference answer (a user's question about an image) in the fields the
+    collator reads; ``fields`` gives ``question``, ``visual`` and any other prompt field."""
+    return {
+        "index": index,
+        "question_id": question_id,
+        "target": "",
+        "weight": 1.0,
+        "answers": [],
+        "group": "",
+        "answer_type": "",
+        "has_image": 1.0,
+        **fields,
+    }
+
+
 class VLCollator:
     """Tokenises prompts and targets and stacks visual features.
 

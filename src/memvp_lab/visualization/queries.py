@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from torch.utils.data import ConcatDataset
 
 from memvp_lab.batch import VLBatch
+from memvp_lab.data.collate import unlabelled_sample
 from memvp_lab.data.datamodule import VLDataModule
 from memvp_lab.data.images import load_image
 from memvp_lab.errors import ConfigError
@@ -155,16 +156,7 @@ def image_queries(
     if not questions:
         raise ConfigError(f'image={image} needs a question: question="..." (or a list of them)')
     pixels = load_image(path, int(vision.image_size))
-    base = {
-        "index": 0,
-        "img_id": path.stem,
-        "target": "",
-        "weight": 1.0,
-        "answers": [],
-        "group": "",
-        "answer_type": "",
-        "has_image": 1.0,
-    }
+    base = unlabelled_sample(None, img_id=path.stem)
     if datamodule.feature_sources is None:  # the model runs the vision encoder itself
         base.update(pixels=pixels, visual=np.zeros((0, 0), dtype=np.float32))
     else:
