@@ -18,9 +18,10 @@ PACKAGE = Path(memvp_lab.__file__).parent
 
 LAYERS = [
     # entry points: each is `python -m memvp_lab.<name>`
-    {"train", "evaluate", "features", "params", "bench", "report", "visualize"},
-    # studies on top of training: cost benchmarks, visual-knowledge plots
-    {"benchmark", "visualization"},
+    {"train", "evaluate", "features", "params", "bench", "report", "visualize", "predict", "export"},
+    # on top of training: cost benchmarks, visual-knowledge plots, a trained adapter answering
+    # questions, the key=value command line of the tools that work on a finished run
+    {"benchmark", "visualization", "predictor", "key_value_cli"},
     # training a built model, and what a run produced (results.json, summaries, reports)
     {"training", "results"},
     # composing and validating a config; the method registry feeds its schemas
