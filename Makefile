@@ -23,7 +23,7 @@ UV_VERSION  := 0.13.9
 WORKERS     ?= 2
 PYTEST      := $(PY) -m pytest -q -n $(WORKERS) --dist loadfile
 
-.PHONY: help setup lock java demo demo-seeds report-demo-seeds lint format test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 bench visualize clean-venv
+.PHONY: help setup lock java data demo demo-seeds report-demo-seeds lint format test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 bench visualize clean-venv
 
 # Runs the sweeps of one reproduction, then its report, even when a cell failed (its results.json
 # says so and the report shows it as failed); exits non-zero at the end if a sweep or a cell failed.
@@ -77,6 +77,9 @@ demo-seeds: setup  ## The README's headline table: the default over seeds 0-2, n
 
 report-demo-seeds: setup  ## Render the headline table from whatever demo-seeds runs exist (reports/demo_seeds.md)
 	$(PY) -m memvp_lab.report demo_seeds
+
+data: setup  ## Fetch, verify and unpack a task's official files, extract features: make data TASK=scienceqa [ROOT=dir]
+	$(PY) -m memvp_lab.prepare $(TASK) $(if $(ROOT),--root $(ROOT))
 
 lint: setup  ## ruff: formatting and lint rules (pyproject.toml [tool.ruff]); `make format` rewrites
 	$(VENV)/bin/ruff format --check src tests

@@ -18,7 +18,7 @@ PACKAGE = Path(memvp_lab.__file__).parent
 
 LAYERS = [
     # entry points: each is `python -m memvp_lab.<name>`
-    {"train", "evaluate", "features", "params", "bench", "report", "visualize", "predict", "export"},
+    {"train", "evaluate", "features", "params", "bench", "report", "visualize", "predict", "export", "prepare"},
     # on top of training: cost benchmarks, visual-knowledge plots, a trained adapter answering
     # questions, the key=value command line of the tools that work on a finished run
     {"benchmark", "visualization", "predictor", "key_value_cli"},

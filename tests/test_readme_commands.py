@@ -59,6 +59,7 @@ RUN: dict[str, tuple[str, ...]] = {
     'python -m memvp_lab.predict run_dir=my-adapter image=<image file> question="What color is the circle?"': (),
     "python -m memvp_lab.train backbone=hf_causal backbone.model_id=<model folder>": ("vision=tiny_random", *SCALE),
     "python -m memvp_lab.params --backbone llama3_8b qwen2_5_7b": (),
+    "python -m memvp_lab.prepare scienceqa --root <dir> --dry-run": (),
 }
 # README command -> the test that runs it (or its make recipe) as a user would, at a small scale.
 ELSEWHERE = {
@@ -81,11 +82,17 @@ ELSEWHERE = {
     "python -m memvp_lab.bench study=prefix_cache": "tests/test_bench.py::test_prefix_cache_study_times_both_paths_of_one_model_and_they_agree",
     "python -m memvp_lab.evaluate": "tests/test_evaluate.py::test_the_command_as_a_user_types_it",
     "python -m memvp_lab.report <experiment>": "tests/test_report.py::test_table1_report_means_stds_paper_values_and_missing_cells",
+    "python -m memvp_lab.prepare <task>": (
+        "tests/test_prepare.py::test_prepare_builds_the_layout_resumes_and_names_a_corrupted_file"
+    ),
     "python -m memvp_lab.train task=<name> task.root=<dir> ...": "tests/test_tasks.py::test_features_of_another_vision_stop_the_run_before_weights_load",
 }
 NOT_RUN = {
     "make test": "the suite itself: `.ci/run` runs it",
     "hf upload <user>/<name> my-adapter .": "needs a Hugging Face account and a network",
+    "make data TASK=scienceqa ROOT=<dir>": (
+        "fetches several GB from the official sources (tests/test_prepare.py runs it against an offline mirror)"
+    ),
     "make test-fast": "the suite's fast tier: `.ci/run` runs it within `make test`",
     "make test-slow": "the suite's slow tier: `.ci/run` runs it within `make test`",
     "make setup": "`.ci/run` runs it on a clean clone before the tests",
@@ -156,6 +163,7 @@ def test_readme_commands_run_as_typed(tmp_path):
     places: dict[str, str] = {
         "<clip_rn101|clip_vit_l14|efficientnet_lite0>": "efficientnet_lite0",
         "<model folder>": str(save_tiny_model(tmp_path / "my-model")),
+        "<dir>": "scienceqa-data",
     }
     done: dict[str, subprocess.CompletedProcess] = {}
     for command, extra in RUN.items():
@@ -204,5 +212,8 @@ def test_readme_commands_run_as_typed(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
     assert len(rows) == images and all(r["question"] == "How many shapes are there?" and "answer" in r for r in rows)
     assert "python -m memvp_lab.train" in (tmp_path / "my-adapter" / "README.md").read_text()
+    plan = done["python -m memvp_lab.prepare scienceqa --root <dir> --dry-run"].stdout
+    assert plan.count("to fetch") == 5 and "https://scienceqa.s3.us-west-1.amazonaws.com/images/train.zip" in plan
+    assert not (tmp_path / "scienceqa-data").exists()  # a dry run writes nothing
     table = done["python -m memvp_lab.params --backbone llama3_8b qwen2_5_7b"].stdout
     assert "| llama3_8b | memvp | 3,870,848 |" in table and "| qwen2_5_7b | memvp | 3,477,120 |" in table

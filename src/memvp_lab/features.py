@@ -23,20 +23,7 @@ from hydra.utils import instantiate
 
 from memvp_lab.config.compose import compose_config
 from memvp_lab.data.extraction import consolidate, extract_features
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-def find_images(folder: Path, pattern: str, id_from: str) -> dict[str, Path]:
-    """image id -> path; the id is the file stem or the parent folder's name (ScienceQA)."""
-    paths = sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
-    images: dict[str, Path] = {}
-    for p in paths:
-        key = p.stem if id_from == "stem" else p.parent.name
-        if key in images:
-            raise ValueError(f"two images have id {key!r}: {images[key]} and {p}; choose --id-from")
-        images[key] = p
-    return images
+from memvp_lab.data.images import IMAGE_SUFFIXES, find_images
 
 
 def vision_encoder(name: str, weights: str | None, overrides: list[str]):

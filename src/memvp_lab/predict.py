@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
+from memvp_lab.data.images import IMAGE_SUFFIXES
 from memvp_lab.errors import ConfigError
 from memvp_lab.key_value_cli import parse_key_values, positive_int, run_tool
 from memvp_lab.predictor import OVERRIDABLE, load
 
 SETTINGS = ("run_dir", "image", "images", "input", "question", "out", "device", "batch_size", "threads")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:

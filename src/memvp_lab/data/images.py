@@ -8,6 +8,20 @@ import numpy as np
 import torch
 from PIL import Image
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def find_images(folder: Path, pattern: str, id_from: str) -> dict[str, Path]:
+    """image id -> path; the id is the file stem or the parent folder's name (ScienceQA)."""
+    paths = sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
+    images: dict[str, Path] = {}
+    for p in paths:
+        key = p.stem if id_from == "stem" else p.parent.name
+        if key in images:
+            raise ValueError(f"two images have id {key!r}: {images[key]} and {p}; choose --id-from")
+        images[key] = p
+    return images
+
 
 def load_image(path: Path | str | Image.Image, size: int) -> torch.Tensor:
     """An RGB image (a file, or a PIL image already open) as a (3, size, size) float tensor in

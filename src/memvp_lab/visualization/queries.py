@@ -22,11 +22,9 @@ from torch.utils.data import ConcatDataset
 from memvp_lab.batch import VLBatch
 from memvp_lab.data.collate import unlabelled_sample
 from memvp_lab.data.datamodule import VLDataModule
-from memvp_lab.data.images import load_image
+from memvp_lab.data.images import IMAGE_SUFFIXES, load_image
 from memvp_lab.errors import ConfigError
 from memvp_lab.training.factory import instantiate_node
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclass
