@@ -29,6 +29,8 @@ from PIL import Image
 
 from memvp_lab.config.compose import compose_config
 from memvp_lab.data.collate import VLCollator, unlabelled_sample
+from memvp_lab.data.extraction import as_stored
+from memvp_lab.data.feature_files import standardized
 from memvp_lab.data.images import load_image
 from memvp_lab.errors import CheckpointMismatch, ConfigError
 from memvp_lab.training.checkpoint import (
@@ -114,10 +116,8 @@ class Predictor:
     def features(self, pixels: torch.Tensor) -> np.ndarray:
         """(tokens, dim) features of (3, H, W) pixels, as training read them from its files."""
         with torch.inference_mode():
-            feats = self.encoder(pixels[None]).float().numpy().astype(np.float16)[0]  # stored as float16
-        if self.stats is None:
-            return feats.astype(np.float32)
-        return ((feats.astype(np.float32) - self.stats[0]) / self.stats[1]).astype(np.float32)
+            feats = as_stored(self.encoder(pixels[None]))[0]
+        return feats.astype(np.float32) if self.stats is None else standardized(feats, self.stats)
 
     def sample(self, image: ImageInput, question: str, index: int = 0, **fields) -> dict:
         """The sample dict the task's collator takes, for one question about one image."""

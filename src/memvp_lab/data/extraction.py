@@ -20,6 +20,12 @@ from memvp_lab.errors import FeatureError
 log = logging.getLogger(__name__)
 
 
+def as_stored(features: torch.Tensor) -> np.ndarray:
+    """Encoder output as feature files hold it: float16 (features of a new image must be rounded
+    the same way to match what training read)."""
+    return features.float().numpy().astype(np.float16)
+
+
 def _traced(encoder: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
     """A frozen TorchScript graph of the encoder: BatchNorm folded into convolutions.
 
@@ -88,7 +94,7 @@ def _encoded_batches(encoder, image_paths: dict[str, Path], todo: list[str], bat
         with torch.inference_mode():
             if run is None:
                 run = _traced(encoder, images) if trace else encoder
-            yield ids, run(images).float().numpy().astype(np.float16)
+            yield ids, as_stored(run(images))
 
 
 def _extract_per_image(encoder, image_paths: dict[str, Path], out_dir: Path, batch_size: int, trace: bool) -> Path:

@@ -25,6 +25,11 @@ from memvp_lab.errors import FeatureError
 log = logging.getLogger(__name__)
 
 
+def standardized(array: np.ndarray, scale: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``(array - mean) / std`` per channel in float32, with ``scale = (mean, std)``."""
+    return ((array.astype(np.float32) - scale[0]) / scale[1]).astype(np.float32)
+
+
 class FeatureStore:
     """Reads (tokens, dim) feature arrays by image id from either HDF5 layout.
 
@@ -131,9 +136,7 @@ class FeatureSources:
     def standardized(self, array: np.ndarray) -> np.ndarray:
         """A (tokens, dim) feature array as ``get`` returns stored ones: standardised per channel
         once ``standardize`` has run, unchanged before (features of an image not in the files)."""
-        if self._scale is not None:
-            return ((array.astype(np.float32) - self._scale[0]) / self._scale[1]).astype(np.float32)
-        return array
+        return standardized(array, self._scale) if self._scale is not None else array
 
     @property
     def scale(self) -> tuple[np.ndarray, np.ndarray] | None:

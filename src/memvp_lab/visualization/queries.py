@@ -22,6 +22,7 @@ from torch.utils.data import ConcatDataset
 from memvp_lab.batch import VLBatch
 from memvp_lab.data.collate import unlabelled_sample
 from memvp_lab.data.datamodule import VLDataModule
+from memvp_lab.data.extraction import as_stored
 from memvp_lab.data.images import IMAGE_SUFFIXES, load_image
 from memvp_lab.errors import ConfigError
 from memvp_lab.training.factory import instantiate_node
@@ -139,7 +140,7 @@ def image_features(vision: DictConfig, datamodule: VLDataModule, pixels: torch.T
     """(tokens, dim) features of one (3, H, W) image, as the task's feature files give them."""
     encoder = instantiate_node(vision.encoder).eval()
     with torch.inference_mode():
-        feats = encoder(pixels[None]).float().numpy().astype(np.float16)[0]  # stored as float16
+        feats = as_stored(encoder(pixels[None]))[0]
     store = datamodule.feature_sources
     return store.standardized(feats) if store is not None else feats
 
