@@ -331,3 +331,38 @@ def test_features_command_extracts_resumably_in_both_layouts(tmp_path):
     assert np.array_equal(FeatureStore(per_image, 49, 256).get("9"), first["9"])
     assert main(["consolidate", "--src", str(per_image), "--out", str(tmp_path / "all.h5")]) == 0
     assert np.array_equal(FeatureStore(tmp_path / "all.h5", 49, 256).get("7"), first["7"])
+
+
+def test_features_command_extracts_evenly_spaced_frames_of_each_video(tmp_path):
+    """``--videos``: one frame folder per video; ``vision.num_tokens`` frames spread over each
+    (first and last included), each encoded to CLIP's projected [CLS] (the ViT's full output)."""
+    import torch
+    from hydra.utils import instantiate
+    from PIL import Image
+
+    from memvp_lab.data.extraction import sampled_frames
+    from memvp_lab.data.images import load_image
+    from memvp_lab.features import main, vision_config
+
+    frames = [Path(f"{i}.jpg") for i in range(10)]
+    assert sampled_frames(frames, 4) == [Path("0.jpg"), Path("3.jpg"), Path("6.jpg"), Path("9.jpg")]
+    assert sampled_frames(frames[:2], 4) == [Path("0.jpg"), Path("0.jpg"), Path("1.jpg"), Path("1.jpg")]
+
+    videos = tmp_path / "frames"
+    for v, count in (("clip_a", 5), ("clip_b", 2)):
+        (videos / "show" / v).mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (40, 30), (40 * i, 10, 200)).save(videos / "show" / v / f"{i:05d}.jpg")
+    out = tmp_path / "frames.h5"
+    overrides = ["vision.num_tokens=3"]
+    args = ["extract", "--vision", "clip_vit_b32_frames", "--weights", "random", "--videos", str(videos)]
+    assert main([*args, "--pattern", "*/*", "--out", str(out), *overrides]) == 0
+    encoder = instantiate(vision_config("clip_vit_b32_frames", "random", overrides).encoder).eval()
+    with h5py.File(out) as f:
+        assert sorted(f) == ["clip_a", "clip_b"]
+        stored = f["clip_a/features"][()]
+    assert stored.shape == (3, 512) and stored.dtype == np.float16
+    picked = torch.stack([load_image(videos / "show" / "clip_a" / f"{i:05d}.jpg", 224) for i in (0, 2, 4)])
+    with torch.inference_mode():
+        expected = encoder.model(((picked - encoder.mean) / encoder.std))  # the ViT's head: CLIP's projection
+    np.testing.assert_allclose(stored.astype(np.float32), expected.numpy(), atol=2e-2, rtol=1e-2)

@@ -23,6 +23,20 @@ def find_images(folder: Path, pattern: str, id_from: str) -> dict[str, Path]:
     return images
 
 
+def find_videos(folder: Path, pattern: str) -> dict[str, list[Path]]:
+    """video id -> its frame images in name order; ``pattern`` matches the videos' frame folders
+    (one folder of frames per video, named by the video id, as TVQA ships its frames)."""
+    videos: dict[str, list[Path]] = {}
+    for d in sorted(p for p in folder.glob(pattern) if p.is_dir()):
+        frames = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not frames:
+            continue
+        if d.name in videos:
+            raise ValueError(f"two frame folders are named {d.name!r}: {videos[d.name][0].parent} and {d}")
+        videos[d.name] = frames
+    return videos
+
+
 def load_image(path: Path | str | Image.Image, size: int) -> torch.Tensor:
     """An RGB image (a file, or a PIL image already open) as a (3, size, size) float tensor in
     [0, 1] (bicubic square resize)."""

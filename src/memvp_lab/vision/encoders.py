@@ -18,6 +18,8 @@ class GridEncoder(nn.Module):
         mean, std: the per-channel normalisation the weights expect (images come in [0, 1]).
         image_size: the square input resolution; images are resized to it before encoding.
         features_only: ``model`` is a timm ``features_only`` model (its last output is used).
+        pooled: one token per image, the model's full output (for a CLIP ViT: the projected
+            [CLS] embedding), as video frame features are stored.
     """
 
     def __init__(
@@ -27,16 +29,20 @@ class GridEncoder(nn.Module):
         std: Sequence[float],
         image_size: int,
         features_only: bool = False,
+        pooled: bool = False,
     ) -> None:
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.features_only = features_only
+        self.pooled = pooled
         self.image_size = image_size
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std
+        if self.pooled:
+            return self.model(x).unsqueeze(1)
         fmap = self.model(x)[-1] if self.features_only else self.model.forward_features(x)
         return fmap.flatten(2).transpose(1, 2).contiguous()
 
@@ -91,6 +97,7 @@ def build_grid_encoder(
     vit_layer: int | None = None,
     adapters: dict | None = None,
     device: str | None = None,
+    pooled: bool = False,
 ) -> nn.Module:
     """Builds a frozen grid encoder.
 
@@ -104,6 +111,7 @@ def build_grid_encoder(
         vit_layer: for ViTs, the block whose patch tokens are the visual tokens (``-2``: penultimate).
         adapters: ``{dim, scale, dropout}`` of trainable parallel MLP adapters (ViTs only).
         device: build on this device (``meta`` counts parameters without allocating them).
+        pooled: one token per image, the model's output (CLIP ViT: the projected [CLS]).
     """
     kwargs = {"features_only": True, "out_indices": (out_index,)} if out_index is not None else {}
     if vit_layer is not None or adapters:
@@ -127,4 +135,4 @@ def build_grid_encoder(
             load_pretrained(model)
     elif weights not in ("timm", "random"):
         raise ValueError(f"vision.weights={weights!r}: expected efficientnet_lite0_wheel, timm or random")
-    return GridEncoder(model, mean, std, image_size, features_only=out_index is not None)
+    return GridEncoder(model, mean, std, image_size, features_only=out_index is not None, pooled=pooled)
