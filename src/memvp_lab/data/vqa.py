@@ -77,7 +77,8 @@ class VQADataset(Dataset):
     """Questions with their visual features.
 
     In training mode each access samples one answer with probability proportional to its
-    score, and the loss weight is that score (VL-T5 convention). In evaluation mode the target is
+    score, and the loss weight is that score (VL-T5 convention; a question with no scored answer
+    gets an empty target and weight 0, as VL-T5's loader gives it). In evaluation mode the target is
     the top-scored answer and the references are the human answers of the annotation file.
 
     Args:
@@ -117,9 +118,9 @@ class VQADataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         e = self.entries[i]
         label = {a: float(s) for a, s in e["label"].items() if s > 0}
-        if self.train:
-            if not label:
-                raise DataError(f"{self.source} question_id={e['question_id']!r} has no answer with a positive score")
+        if self.train and not label:  # no answer in the vocabulary: VL-T5 trains "" with weight 0
+            answer, weight = "", 0.0
+        elif self.train:
             answers, scores = zip(*label.items())
             answer = random.choices(answers, weights=scores, k=1)[0]
             weight = label[answer]
