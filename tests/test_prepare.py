@@ -57,7 +57,8 @@ def test_prepare_builds_the_layout_resumes_and_names_a_corrupted_file(tmp_path, 
     assert prepare_main(["scienceqa", "--root", str(root), "--mirror", url, "--dry-run"]) == 0
     plan = capsys.readouterr().out
     assert plan.count("to fetch") == 5 and f"{url}/{IMAGES}/train.zip" in plan
-    assert "5 file(s) whose size the source does not publish" in plan
+    # No size is published: the dry run asks the server (here the mirror) what it will send.
+    assert plan.count("by the server; to fetch") == 5 and "does not publish" not in plan
     assert not root.exists()
 
     # An interrupted download: half of problems.json is already in its .part file.
@@ -81,7 +82,23 @@ def test_prepare_builds_the_layout_resumes_and_names_a_corrupted_file(tmp_path, 
     (mirror / IMAGES / "val.zip").write_bytes(good_val)
     (mirror / REPO_FILES / "problems.json").unlink()
     (mirror / IMAGES / "train.zip").unlink()
-    assert prepare_main(["scienceqa", "--root", str(root), "--mirror", url, "--features", "tiny_random"]) == 0
+    # This run goes through the command line, as a user types it, from a fresh folder.
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    command = [
+        "-m",
+        "memvp_lab.prepare",
+        "scienceqa",
+        "--root",
+        str(root),
+        "--mirror",
+        url,
+        "--features",
+        "tiny_random",
+    ]
+    (tmp_path / "cwd").mkdir()
+    proc = subprocess.run([sys.executable, *command], cwd=tmp_path / "cwd", env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == str(root)
     official = tmp_path / "official"
     for path in sorted((official / "images").rglob("image.png")):
         assert (root / path.relative_to(official)).read_bytes() == path.read_bytes()
@@ -92,7 +109,6 @@ def test_prepare_builds_the_layout_resumes_and_names_a_corrupted_file(tmp_path, 
     assert records["url"].startswith("https://raw.githubusercontent.com/") and len(records["sha256"]) == 64
 
     # The layout trains as task=scienceqa with no other data setting.
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     args = [
         "task=scienceqa",
         f"task.root={root}",
@@ -140,5 +156,5 @@ def test_a_file_to_place_by_hand_is_named_with_where_to_get_it(tmp_path, capsys)
 
 
 def test_a_task_without_sources_says_where_its_files_go(capsys):
-    assert prepare_main(["tvqa", "--dry-run"]) == 2
-    assert "task=tvqa declares no sources to fetch yet" in capsys.readouterr().err
+    assert prepare_main(["shapes_vqa", "--dry-run"]) == 2
+    assert "task=shapes_vqa declares no sources to fetch (task.sources)" in capsys.readouterr().err

@@ -17,6 +17,7 @@ where to get it and where to put it, then checked. Extra arguments are config ov
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -25,9 +26,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from memvp_lab.config.compose import compose_config
-from memvp_lab.data.downloads import Source, fetch, is_verified, mirrored, unpack
+from memvp_lab.data.downloads import Source, fetch, is_verified, mirrored, remote_size, unpack
 from memvp_lab.data.extraction import extract_features
-from memvp_lab.data.images import find_images
+from memvp_lab.data.images import find_images, find_videos
 from memvp_lab.errors import USER_ERRORS, ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,8 @@ def sources_of(cfg) -> list[Source]:
     declared = cfg.task.get("sources")
     if not declared:
         raise ConfigError(
-            f"task={cfg.task.name} declares no sources to fetch yet; place its files under task.root as the "
-            "README's task table describes"
+            f"task={cfg.task.name} declares no sources to fetch (task.sources); its files go under task.root as "
+            "the README's task table describes"
         )
     return [Source(**OmegaConf.to_container(s)) for s in declared]
 
@@ -61,12 +62,20 @@ def plan(sources: list[Source], root: Path, mirror: str | None) -> str:
             state = f"to resume after {_size(part.stat().st_size)}"
         else:
             state = "to fetch"
+        size_of = s.size
+        if size_of is None and not s.manual and not is_verified(path):
+            size_of = remote_size(mirrored(s.url, mirror))  # what the server says it will send
         if not is_verified(path) and not s.manual:
-            if s.size is None:
+            if size_of is None:
                 unknown += 1
             else:
-                needed += s.size * (2 if s.unpack else 1)  # an archive and what it unpacks to
-        size = _size(s.size) if s.size is not None else "size not published"
+                needed += size_of * (2 if s.unpack else 1)  # an archive and what it unpacks to
+        if s.size is not None:
+            size = _size(s.size)
+        elif size_of is not None:
+            size = f"{_size(size_of)} by the server"
+        else:
+            size = "size not published"
         lines.append(f"{path}  <-  {mirrored(s.url, mirror) or '(by hand)'}  [{size}; {state}]")
     disk = f"disk needed: {_size(needed)}" if needed else "disk needed: nothing known"
     if unknown:
@@ -74,21 +83,92 @@ def plan(sources: list[Source], root: Path, mirror: str | None) -> str:
     return "\n".join([*lines, disk])
 
 
-def extract(cfg, root: Path, vision: str) -> Path | None:
-    """Features of the task's images with ``vision``'s frozen encoder, into ``task.data.features``."""
-    spec = cfg.task.get("prepare")
-    if not spec or not spec.get("images"):
-        raise ConfigError(f"task={cfg.task.name} names no images to extract features from (task.prepare.images)")
-    vcfg = compose_config([f"task={cfg.task.name}", f"vision={vision}", "vision.adapters=null"])
-    images = find_images(root, spec.images, spec.get("image_id", "stem"))
-    if not images:
-        raise DataError(f"no images match {spec.images} under {root}")
-    out = root / vcfg.task.data.features
-    return extract_features(lambda: instantiate(vcfg.vision.encoder), images, out)
+def used_ids(root: Path, files: list[str], key: str) -> set[str]:
+    """The ``key`` values (image or video ids) of the entries of question files: a JSON list or
+    JSON lines."""
+    ids: set[str] = set()
+    for name in files:
+        path = root / name
+        if not path.is_file():
+            raise DataError(f"{path} does not exist; it lists the images to extract features of")
+        text = path.read_text()
+        entries = (
+            json.loads(text) if name.endswith(".json") else [json.loads(line) for line in text.splitlines() if line]
+        )
+        ids.update(str(e[key]) for e in entries)
+    return ids
+
+
+def feature_jobs(cfg, vision: str, overrides: list[str]) -> list[dict]:
+    """The feature files to write: ``task.prepare.features`` entries, each ``{images: glob of image
+    files | videos: glob of frame folders (under task.root), image_id: stem | parent, to: path
+    under task.root (default task.data.features), ids_in: question files whose ``id_key`` values
+    pick the images, manual: how to get the images when they are missing}``. With another
+    vision than the task's, a path that does not name it becomes its sibling named by it."""
+    spec = cfg.task.get("prepare") or {}
+    entries = OmegaConf.to_container(spec.get("features") or [], resolve=True)
+    if not entries:
+        raise ConfigError(f"task={cfg.task.name} names no images to extract features from (task.prepare.features)")
+    vcfg = compose_config([f"task={cfg.task.name}", *overrides, f"vision={vision}", "vision.adapters=null"])
+    jobs = []
+    for entry in entries:
+        to = entry.get("to") or vcfg.task.data.features
+        if not isinstance(to, str):
+            raise ConfigError(
+                f"task={cfg.task.name}: task.prepare.features entries need 'to' (task.data.features is a list)"
+            )
+        if vision != cfg.vision.name and vision not in to:  # the path names the task's own features
+            to = str(Path(to).with_name(vision + Path(to).suffix))
+        jobs.append({**entry, "to": to, "vision": vcfg.vision})
+    return jobs
+
+
+def extract(cfg, root: Path, vision: str, overrides: list[str]) -> list[Path]:
+    """Features of the task's images (or videos) with ``vision``'s frozen encoder."""
+    jobs = feature_jobs(cfg, vision, overrides)
+    written = []
+    for job in jobs:
+        if job.get("videos"):
+            items, frames = find_videos(root, job["videos"]), int(job["vision"].num_tokens)
+        else:
+            items, frames = find_images(root, job["images"], job.get("image_id", "stem")), None
+        if job.get("ids_in"):
+            wanted = used_ids(root, job["ids_in"], job.get("id_key", "img_id"))
+            missing = sorted(wanted - set(items))
+            if missing:
+                hint = f"; {job['manual']}" if job.get("manual") else ""
+                raise DataError(
+                    f"{len(missing)} {'videos' if frames else 'images'} used by {', '.join(job['ids_in'])} are not "
+                    f"under {root / (job.get('videos') or job['images'])}, e.g. {missing[0]!r}{hint}"
+                )
+            items = {k: v for k, v in items.items() if k in wanted}
+        if not items:
+            hint = f"; {job['manual']}" if job.get("manual") else ""
+            what = "frame folders" if frames else "images"
+            raise DataError(f"no {what} match {job.get('videos') or job['images']} under {root}{hint}")
+        encoder = job["vision"].encoder
+        written.append(extract_features(lambda e=encoder: instantiate(e), items, root / job["to"], frames=frames))
+    if vision != cfg.vision.name:
+        paths = [str(Path(w).relative_to(root)) for w in written]
+        log.info(
+            "train on them with: vision=%s task.data.features=%s",
+            vision,
+            paths[0] if len(paths) == 1 else "[" + ",".join(paths) + "]",
+        )
+    return written
+
+
+def convert(cfg, root: Path) -> None:
+    """Runs ``task.prepare.convert``: callables that turn the official files into the layout the
+    task reads (each is given ``root`` and skips what is already written)."""
+    spec = cfg.task.get("prepare") or {}
+    for step in spec.get("convert") or []:
+        instantiate(step, root=root)
 
 
 def prepare(task: str, root: str | None, mirror: str | None, features: str | None, overrides: list[str]) -> Path:
-    """Fetches, verifies and unpacks every source of ``task`` into its root, then extracts features."""
+    """Fetches, verifies and unpacks every source of ``task`` into its root, converts the files
+    to the task's layout, then extracts features."""
     cfg = compose_config([f"task={task}", *([f"task.root={root}"] if root else []), *overrides])
     root_path = Path(cfg.task.root)
     sources = sources_of(cfg)
@@ -105,9 +185,11 @@ def prepare(task: str, root: str | None, mirror: str | None, features: str | Non
             unpack(path, root_path / source.unpack)
     if missing:
         raise DataError("files to place by hand, then run this again:\n  " + "\n  ".join(missing))
+    convert(cfg, root_path)
     vision = features or str(cfg.vision.name)
     if vision != "none":
-        log.info("features: %s", extract(cfg, root_path, vision))
+        for path in extract(cfg, root_path, vision, overrides):
+            log.info("features: %s", path)
     return root_path
 
 

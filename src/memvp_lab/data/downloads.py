@@ -106,6 +106,21 @@ def download(url: str, part: Path) -> None:
         raise DataError(f"{url}: {err}; run the command again to continue (kept {part})") from None
 
 
+def remote_size(url: str, timeout: float = 10) -> int | None:
+    """The size the server reports for ``url`` (a HEAD request; a ``file://`` mirror: the file's
+    size), or None when it does not say or cannot be reached."""
+    try:
+        if url.startswith("file://"):
+            path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+            return path.stat().st_size if path.is_file() else None
+        request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "memvp_lab"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+        return int(length) if length is not None else None
+    except (OSError, ValueError):
+        return None
+
+
 def check(path: Path, source: Source) -> str:
     """Raises ``DataError`` naming the file when it fails a published size/checksum or does not
     open as what its name says; returns its SHA-256."""
@@ -119,6 +134,11 @@ def check(path: Path, source: Source) -> str:
     try:
         if name.endswith(".json"):
             json.loads(path.read_text())
+        elif name.endswith(".jsonl"):
+            with path.open() as f:
+                for line in f:
+                    if line.strip():
+                        json.loads(line)
         elif name.endswith(".zip"):
             with zipfile.ZipFile(path) as z:
                 bad = z.testzip()
