@@ -4,6 +4,8 @@ lengths derived from the paper, interleaved timing, and every study end to end o
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from omegaconf import open_dict
@@ -130,8 +132,10 @@ def test_table1_lengths_follow_from_the_full_fine_tuning_row_and_predict_memvp()
 
 
 def test_compare_study_writes_table_json_and_plot_and_the_sweep_summary_joins_them(tmp_path):
-    study = _study(
-        "table3_smollm2",
+    """``python -m memvp_lab.bench study=<name>`` as a user types it (tiny models), from a fresh folder."""
+    out = tmp_path / "sweep" / "table3_smollm2"
+    overrides = [
+        "study=table3_smollm2",
         "study.model_overrides=['backbone=tiny_llama','vision=tiny_random','task=shapes_vqa']",
         "study.method_overrides.memvp=['method.n=64']",
         "study.rounds=1",
@@ -139,9 +143,15 @@ def test_compare_study_writes_table_json_and_plot_and_the_sweep_summary_joins_th
         "study.train_batch_size=2",
         "study.eval_batch_size=2",
         "study.memory_batch_size=2",
+        f"hydra.run.dir={out}",
+    ]
+    (tmp_path / "cwd").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "memvp_lab.bench", *overrides], cwd=tmp_path / "cwd", capture_output=True, text=True
     )
-    result = run_study(study, tmp_path / "table3_smollm2")
-    tmp_path = tmp_path / "table3_smollm2"
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "bench.json").read_text())
+    tmp_path = out
     assert set(result["methods"]) == {"memvp", "llava_lora"} and result["lengths"] == {
         "prompt": 11,
         "answer": 2,

@@ -81,7 +81,9 @@ ELSEWHERE = {
     "python -m memvp_lab.bench study=<name>": "tests/test_bench.py::test_compare_study_writes_table_json_and_plot_and_the_sweep_summary_joins_them",
     "python -m memvp_lab.bench study=prefix_cache": "tests/test_bench.py::test_prefix_cache_study_times_both_paths_of_one_model_and_they_agree",
     "python -m memvp_lab.evaluate": "tests/test_evaluate.py::test_the_command_as_a_user_types_it",
-    "python -m memvp_lab.report <experiment>": "tests/test_report.py::test_table1_report_means_stds_paper_values_and_missing_cells",
+    "python -m memvp_lab.report <experiment>": (
+        "tests/test_mini_reproductions.py::test_mini_reproduction_sweeps_and_reports"
+    ),
     "python -m memvp_lab.prepare <task>": (
         "tests/test_prepare.py::test_prepare_builds_the_layout_resumes_and_names_a_corrupted_file"
     ),
