@@ -39,6 +39,8 @@ def expected_error(method: str, backbone: str, vision: str) -> str | None:
         return "method=llava_lora needs a decoder-only backbone"
     if method == "vl_pet" and family == "decoder_only":
         return "method=vl_pet needs an encoder-decoder backbone"
+    if vision == "clip_vit_b32_frames" and method == "adem_vl":  # its second view pools the grid
+        return "method.pool_sizes"
     if vision == "clip_vit_b32_frames" and method not in ("memvp", "llava_lora"):  # frames: no grid to pool
         return "method.prompt.pool_size"
     return None

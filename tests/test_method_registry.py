@@ -137,7 +137,7 @@ def test_registry_refuses_mistakes(scratch_registry):
 
     with pytest.raises(TypeError, match="define a method at module level"):
         register_method("local")(Local)
-    with pytest.raises(ConfigError, match="no such method; registered: compacter, full_ft"):
+    with pytest.raises(ConfigError, match="no such method; registered: adem_vl, compacter, full_ft"):
         registry.method_config("nope")
 
 
@@ -145,6 +145,7 @@ def test_built_in_methods_and_their_families():
     families = {name: cls.families for name, cls in methods().items()}
     both = ("decoder_only", "encoder_decoder")
     assert families == {
+        "adem_vl": both,
         "compacter": both,
         "full_ft": both,
         "llava_lora": ("decoder_only",),

@@ -63,8 +63,10 @@ def test_generation_and_sequence_length(method, arch):
         model(batch)
     handle.remove()
     text = batch.input_ids.shape[1]
-    pooled = {"llava_lora": 49}.get(method, 36)  # 7x7 grid; VL-T5 pools it to 6x6
-    assert seen[0] == (text if method == "memvp" else text + pooled)
+    # input visual tokens: none (MemVP), 49 (LLaVA: the 7x7 grid), 1 (ADEM-VL's [CLS] stand-in),
+    # 36 (VL-T5 pools the grid to 6x6)
+    added = {"memvp": 0, "llava_lora": 49, "adem_vl": 1}.get(method, 36)
+    assert seen[0] == text + added
 
 
 @pytest.mark.parametrize("method,arch", CASES, ids=lambda x: str(x))

@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 
 from memvp_lab.config.compose import compose_config
 from memvp_lab.errors import ConfigError
@@ -63,9 +64,10 @@ def pairs(backbones=BACKBONES, names=None) -> list[tuple[str, str]]:
     return out
 
 
-def count(backbone: str, method: str) -> dict[str, int]:
-    """Trainable and total parameters of ``method`` on ``backbone`` with the paper's vision encoder."""
-    overrides = [
+def count(backbone: str, method: str, overrides: Sequence[str] = ()) -> dict[str, int]:
+    """Trainable and total parameters of ``method`` on ``backbone`` with the paper's vision encoder
+    (``overrides``: more config overrides, e.g. a method's switches)."""
+    base = [
         f"backbone={backbone}",
         f"method={method}",
         f"vision={vision_of(backbone)}",
@@ -74,7 +76,7 @@ def count(backbone: str, method: str) -> dict[str, int]:
         "task.images_on_the_fly=true",
         "logger=none",
     ]
-    return build_model(compose_config(overrides), device="meta").model.parameter_counts()
+    return build_model(compose_config([*base, *overrides]), device="meta").model.parameter_counts()
 
 
 def matches(backbone: str, method: str, trainable: int) -> bool | None:

@@ -62,3 +62,10 @@ class GridPool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"size={self.size}, mode={self.mode}"
+
+
+class MeanPool(nn.Module):
+    """(B, m, C) -> (B, 1, C): the mean visual token (a stand-in for a [CLS] feature)."""
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens.mean(dim=1, keepdim=True)

@@ -99,6 +99,8 @@ class VisualMemory(Prompting):
         ablation: a Table 4 variant.
         pos_k_init_std, pos_v_init_std: normal-init std of P_k and P_v (0 gives zeros).
         pool: 2D pooling of the visual grid before projection (paper Fig. 4 right), or None.
+        prompt_tokens: visual entries per FFN when a subclass projects its own views of the
+            features (default: the tokens after ``pool``).
     """
 
     def __init__(
@@ -119,13 +121,15 @@ class VisualMemory(Prompting):
         pos_k_init_std: float,
         pos_v_init_std: float,
         pool: GridPool | None = None,
+        prompt_tokens: int | None = None,
     ) -> None:
         super().__init__()
         if not sites:
             raise ValueError("VisualMemory needs at least one FFN site")
         self.ablation = Ablation(ablation)
         self.pool = pool if pool is not None and pool.size else None
-        prompt_tokens = pooled_tokens(num_visual_tokens, self.pool.size if self.pool else None)
+        if prompt_tokens is None:
+            prompt_tokens = pooled_tokens(num_visual_tokens, self.pool.size if self.pool else None)
         if n < min_slots(self.ablation, prompt_tokens):
             raise ValueError(
                 f"n={n} memory slots cannot hold the visual prompts ({min_slots(self.ablation, prompt_tokens)} needed)"
@@ -151,6 +155,11 @@ class VisualMemory(Prompting):
     @property
     def sites(self) -> tuple[FFNSite, ...]:
         return self._sites
+
+    @property
+    def grid_tokens(self) -> int:
+        """The first visual entries, which form the (pooled) image grid, in row-major order."""
+        return self.num_prompt_tokens
 
     @property
     def num_slots(self) -> int:
@@ -291,3 +300,12 @@ class VisualMemory(Prompting):
             f"sites={len(self._sites)}, n={self.n}, lam={self.lam}, scale={self.scale}, "
             f"dropout={self.dropout}, shared_positions={self.shared_positions}, ablation={self.ablation.value}"
         )
+
+
+def memory_in(prompting: nn.Module) -> VisualMemory | None:
+    """The ``VisualMemory`` of a visual path: the path itself (MemVP) or its ``memory`` part
+    (ADEM-VL, whose path also puts a token in the input); None when it has none."""
+    if isinstance(prompting, VisualMemory):
+        return prompting
+    memory = getattr(prompting, "memory", None)
+    return memory if isinstance(memory, VisualMemory) else None
