@@ -285,3 +285,38 @@ def test_encoder_decoder_backbones(backbone, data_dir, tmp_path):
         prompt_states(built.model, query.batch, blocked=everything),
         prompt_states(built.model, query.batch, memory=False),
     )
+
+
+@pytest.mark.parametrize("backbone", ["tiny_llama", "tiny_t5"])
+def test_adem_vl_maps_its_first_view_at_the_question_positions(backbone, data_dir, tmp_path):
+    """ADEM-VL's memory reads 49 grid entries then a pooled 3x3 view; the maps are drawn on the
+    first view, at the text positions (its one input token excluded: in front of a decoder-only
+    model's text, after an encoder's), and blocking every entry leaves the model without memory."""
+    from helpers import TINY_DATA
+
+    encoder = ["method.layers=encoder", "method.shared_positions=false"] if backbone == "tiny_t5" else []
+    overrides = [f"backbone={backbone}", "method=adem_vl", *encoder, f"paths.data_dir={data_dir}", *TINY_DATA]
+    cfg = make_config([*overrides, "threads=1", "logger=csv"], tmp_path)
+    built = build_model(cfg)
+    built.model.eval()
+    memory = visual_memory(built.model, "adem_vl")
+    assert memory.num_slots == 49 + 9 and grid_shape(memory) == (7, 7)
+    datamodule = data_module(MemoryRun(tmp_path, cfg, built, memory))
+    (query,) = task_queries(datamodule, split="test", question_types=["shape"], image_size=224)
+    text = len(query.prompt_row())
+    seen = {}
+    prompt_states(built.model, query.batch, observer=lambda i, s: seen.__setitem__(i, s.clone()))
+    assert seen[0].shape == (1, text + 1, 58)  # the text and the one visual token
+    scores = capture_scores(built.model, query.batch)
+    assert scores.values.shape == (len(scores.sites), 1, text, 58)
+    own = seen[0][0, :text] if backbone == "tiny_t5" else seen[0][0, 1:]
+    assert torch.equal(scores.values[0, 0], own)
+    tokens = question_tokens(datamodule.collate, query.sample, query.prompt_row())
+    located = locate(built.model, query.batch, tokens.positions, (7, 7), GENERATION, block_top_k=2)
+    expected = scores.values[:, 0][:, tokens.positions[0], :49].mean(dim=0).reshape(7, 7)
+    assert torch.allclose(located.maps[0], expected, atol=1e-6) and len(located.blocked) == 2
+    everything = blocked_mask(memory, range(memory.num_slots))
+    assert torch.equal(
+        prompt_states(built.model, query.batch, blocked=everything),
+        prompt_states(built.model, query.batch, memory=False),
+    )

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from memvp_lab.batch import VLBatch
 from memvp_lab.benchmark.synthetic_batches import Lengths, input_visual_tokens
 from memvp_lab.config.compose import compose_config
-from memvp_lab.methods.memvp.memory import VisualMemory
+from memvp_lab.methods.memvp.memory import memory_in
 from memvp_lab.methods.registry import methods as registered_methods
 from memvp_lab.methods.registry import runs_on
 from memvp_lab.model.flops import MemorySpec, analytic_lm_flops, measure_lm_flops
@@ -48,8 +48,8 @@ def build_for_study(overrides: Sequence[str], empty: bool = False) -> tuple[Buil
 
 
 def memory_spec(model: VisionLanguageModel) -> MemorySpec:
-    memory = model.prompting
-    if not isinstance(memory, VisualMemory):
+    memory = memory_in(model.prompting)  # MemVP's, or ADEM-VL's (the same two matmuls per FFN)
+    if memory is None:
         return MemorySpec()
     stacks = [site.stack for site in memory.sites]
     return MemorySpec(

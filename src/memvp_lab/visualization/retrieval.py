@@ -20,7 +20,7 @@ import torch
 
 from memvp_lab.batch import VLBatch
 from memvp_lab.errors import ConfigError
-from memvp_lab.methods.memvp.memory import ScoreObserver, VisualMemory
+from memvp_lab.methods.memvp.memory import ScoreObserver, VisualMemory, memory_in
 from memvp_lab.model.vision_language_model import VisionLanguageModel
 
 
@@ -28,25 +28,31 @@ class NoVisualMemory(ConfigError):
     """The run's method has no visual memory slots to locate or block."""
 
 
+def memory_of(model: VisionLanguageModel) -> VisualMemory | None:
+    """The model's ``VisualMemory`` (see ``memory_in``), or None."""
+    return memory_in(model.prompting)
+
+
 def visual_memory(model: VisionLanguageModel, method_name: str) -> VisualMemory:
     """The model's ``VisualMemory``; refuses, naming the method, a model without visual slots."""
-    prompting = model.prompting
-    if not isinstance(prompting, VisualMemory):
+    memory = memory_of(model)
+    if memory is None:
         raise NoVisualMemory(
-            f"method={method_name} has no visual memory (its visual path is {type(prompting).__name__}); "
-            "visual-knowledge locating and distortion need a MemVP run (method=memvp)"
+            f"method={method_name} has no visual memory (its visual path is {type(model.prompting).__name__}); "
+            "visual-knowledge locating and distortion need a memory-space run (method=memvp or adem_vl)"
         )
-    if prompting.projector is None:
+    if memory.projector is None:
         raise NoVisualMemory(
-            f"method={method_name} with method.ablation={prompting.ablation.value} has only "
+            f"method={method_name} with method.ablation={memory.ablation.value} has only "
             "position-only memory slots: no visual slot to locate or block"
         )
-    return prompting
+    return memory
 
 
 def grid_shape(memory: VisualMemory, grid: bool = True) -> tuple[int, int]:
-    """(rows, columns) of the visual slots: the feature grid (after pooling, if any)."""
-    tokens = memory.num_prompt_tokens
+    """(rows, columns) of the visual slots that form the image grid, which come first (all the
+    visual slots for MemVP; ADEM-VL's first view)."""
+    tokens = memory.grid_tokens
     side = math.isqrt(tokens)
     if not grid or side * side != tokens:
         raise NoVisualMemory(
@@ -91,11 +97,10 @@ def prompt_states(
     ``memory=False`` runs the plain language model (visual memory not bound).
     """
     batch = model.with_visual(batch)
-    prompting = model.prompting
     with torch.no_grad():
         if not memory:
             return _prompt_pass(model, batch)
-        with prompting.bind(batch.visual, batch.has_image, observer=observer, blocked=blocked):
+        with bound_with(memory_of(model), observer=observer, blocked=blocked), model.prompting.context(batch):
             return _prompt_pass(model, batch)
 
 
@@ -104,6 +109,13 @@ def _prompt_pass(model: VisionLanguageModel, batch: VLBatch) -> torch.Tensor:
     if model.is_encoder_decoder:
         return model.lm.get_encoder()(**inputs).last_hidden_state
     return model.lm.base_model(**inputs).last_hidden_state
+
+
+def text_positions(model: VisionLanguageModel, scores: torch.Tensor, text: int) -> torch.Tensor:
+    """``scores`` (..., L, slots) at the ``text`` prompt positions only: visual tokens a method puts
+    in the input (ADEM-VL's one token) come before the text of a decoder-only model and after it
+    in an encoder."""
+    return scores[..., :text, :] if model.is_encoder_decoder else scores[..., scores.shape[-2] - text :, :]
 
 
 @dataclass
@@ -121,11 +133,12 @@ class Scores:
 
 def capture_scores(model: VisionLanguageModel, batch: VLBatch) -> Scores:
     """The retrieval weights every memory FFN computes for the prompt positions."""
-    memory: VisualMemory = model.prompting
+    memory = memory_of(model)
     seen: dict[int, torch.Tensor] = {}
+    text = batch.prompt_ids.shape[1]
 
     def observe(index: int, scores: torch.Tensor) -> None:
-        seen[index] = scores.detach().float().cpu()
+        seen[index] = text_positions(model, scores.detach().float().cpu(), text)
 
     prompt_states(model, batch, observer=observe)
     if not seen:
@@ -189,7 +202,7 @@ def generate(
     """``model.generate`` with the memory's ``blocked`` slots (and an ``observer``), if given."""
     if blocked is None and observer is None:
         return model.generate(batch, **generation)
-    with bound_with(model.prompting, observer=observer, blocked=blocked):
+    with bound_with(memory_of(model), observer=observer, blocked=blocked):
         return model.generate(batch, **generation)
 
 
@@ -238,6 +251,6 @@ def locate(
     answer_blocked = None
     if block_top_k:
         blocked = top_slots(scores, positions, grid[0] * grid[1], block_top_k).tolist()
-        mask = blocked_mask(model.prompting, blocked, device=batch.prompt_ids.device)
+        mask = blocked_mask(memory_of(model), blocked, device=batch.prompt_ids.device)
         answer_blocked = generate(model, batch, generation, blocked=mask)[0]
     return Located(scores, captured.sites, layer_maps.mean(dim=0), layer_maps, answer, blocked, answer_blocked)
