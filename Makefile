@@ -23,7 +23,7 @@ UV_VERSION  := 0.13.9
 WORKERS     ?= 2
 PYTEST      := $(PY) -m pytest -q -n $(WORKERS) --dist loadfile
 
-.PHONY: help setup lock java data demo demo-seeds report-demo-seeds lint format test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 bench visualize clean-venv
+.PHONY: help setup lock java data demo demo-seeds report-demo-seeds lint format test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 reproduce-adem-vl-table-6 report-adem-vl-table-6 bench visualize clean-venv
 
 # Runs the sweeps of one reproduction, then its report, even when a cell failed (its results.json
 # says so and the report shows it as failed); exits non-zero at the end if a sweep or a cell failed.
@@ -148,6 +148,12 @@ reproduce-mini-table-4: setup  ## Table 4 ablations on the embedded default, CPU
 
 report-mini-table-4: setup  ## Render the CPU-scale Table 4 (reports/mini_table4.md)
 	$(PY) -m memvp_lab.report mini_table4
+
+reproduce-adem-vl-table-6: setup  ## ADEM-VL's Table VI ingredients on the embedded default, CPU (5 rows x 3 seeds), then report
+	$(call sweep_then_report,adem_vl_table6,adem_vl_table6)
+
+report-adem-vl-table-6: setup  ## Render the CPU-scale ADEM-VL Table VI (reports/adem_vl_table6.md)
+	$(PY) -m memvp_lab.report adem_vl_table6
 
 # one process per study: each starts from a clean heap, so one study's memory cannot starve the next
 BENCH_STUDIES ?= table1_flops,memvp_overhead,fig4_left,table3_smollm2,table3_llama7b_shape,fig2_text_length,prefix_cache

@@ -92,6 +92,7 @@ def _value(value) -> str:
 
 # Jobs per sweep: the product of its swept values (a changed sweep must change this table too).
 JOBS = {
+    "adem_vl_table6": 5 * 3,  # ADEM-VL's five cumulative rows x seeds
     "demo_seeds": 2 * 3,  # ablation none / no_visual x seeds 0-2
     "demo_seeds_llava": 3,  # seeds 0-2
     "fig4_pooling": 5 * 3,  # pooled sizes x VQAv2/GQA/COCO, seed 0
@@ -322,6 +323,7 @@ MAKE_TARGETS = {
     "fig-4": "fig4_pooling",
     "mini-table-3": "mini_table3",
     "mini-table-4": "mini_table4",
+    "adem-vl-table-6": "adem_vl_table6",
 }
 FAKE_PYTHON = """#!/bin/bash
 echo "$*" >> "$CALLS"
@@ -381,3 +383,19 @@ def test_make_target_reports_after_a_failed_sweep_and_fails(tmp_path):
         "-m memvp_lab.train -m experiment=table8_memvp seed=7",
         "-m memvp_lab.report table8",
     ]
+
+
+def test_adem_vl_table6_rows_turn_on_one_ingredient_each(root):
+    """Each row adds one ingredient to the one before (paper Table VI), and the method settings
+    follow the row's name."""
+    settings = {}
+    for _, config in composed("adem_vl_table6", root):
+        m = config["method"]
+        settings[config["step"]] = (tuple(m["pool_sizes"]), m["cls_token"], m["similarity"], m["gamma"])
+    assert settings == {
+        "baseline": ((None,), "none", "act_product", 0.0),
+        "cls": ((None,), "mean", "act_product", 0.0),
+        "xattn": ((None,), "mean", "silu_both", 0.0),
+        "multiscale": ((None, "half"), "mean", "silu_both", 0.0),
+        "fusion": ((None, "half"), "mean", "silu_both", 0.1),
+    }

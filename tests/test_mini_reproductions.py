@@ -29,6 +29,7 @@ TINY = [
     [
         ("mini_table4", ["none", "no_visual", "global_feature", "concat_position", "keys_only", "values_only"]),
         ("mini_table3", ["memvp", "llava_lora"]),
+        ("adem_vl_table6", ["baseline", "cls", "xattn", "multiscale", "fusion"]),
     ],
 )
 def test_mini_reproduction_sweeps_and_reports(experiment, rows, data_dir, tmp_path):

@@ -59,6 +59,7 @@ RUN: dict[str, tuple[str, ...]] = {
     'python -m memvp_lab.predict run_dir=my-adapter image=<image file> question="What color is the circle?"': (),
     "python -m memvp_lab.train backbone=hf_causal backbone.model_id=<model folder>": ("vision=tiny_random", *SCALE),
     "python -m memvp_lab.params --backbone llama3_8b qwen2_5_7b": (),
+    "python -m memvp_lab.params --backbone llama_7b llama_13b": (),
     "python -m memvp_lab.prepare scienceqa --root <dir> --dry-run": (),
 }
 # README command -> the test that runs it (or its make recipe) as a user would, at a small scale.
@@ -69,6 +70,7 @@ ELSEWHERE = {
     "make reproduce-fig-4": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
     "make reproduce-mini-table-3": "tests/test_mini_reproductions.py::test_mini_reproduction_sweeps_and_reports",
     "make reproduce-mini-table-4": "tests/test_mini_reproductions.py::test_mini_reproduction_sweeps_and_reports",
+    "make reproduce-adem-vl-table-6": "tests/test_mini_reproductions.py::test_mini_reproduction_sweeps_and_reports",
     "make reproduce-table-1": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
     "make reproduce-table-2": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
     "make reproduce-table-3": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
@@ -81,6 +83,7 @@ ELSEWHERE = {
     "python -m memvp_lab.bench study=<name>": "tests/test_bench.py::test_compare_study_writes_table_json_and_plot_and_the_sweep_summary_joins_them",
     "python -m memvp_lab.bench study=prefix_cache": "tests/test_bench.py::test_prefix_cache_study_times_both_paths_of_one_model_and_they_agree",
     "python -m memvp_lab.evaluate": "tests/test_evaluate.py::test_the_command_as_a_user_types_it",
+    "python -m memvp_lab.visualize": "tests/test_visualize.py::test_cli_writes_one_png_per_question",
     "python -m memvp_lab.report <experiment>": (
         "tests/test_mini_reproductions.py::test_mini_reproduction_sweeps_and_reports"
     ),
@@ -219,3 +222,5 @@ def test_readme_commands_run_as_typed(tmp_path):
     assert not (tmp_path / "scienceqa-data").exists()  # a dry run writes nothing
     table = done["python -m memvp_lab.params --backbone llama3_8b qwen2_5_7b"].stdout
     assert "| llama3_8b | memvp | 3,870,848 |" in table and "| qwen2_5_7b | memvp | 3,477,120 |" in table
+    table = done["python -m memvp_lab.params --backbone llama_7b llama_13b"].stdout
+    assert "| llama_7b | adem_vl | 4,530,432 |" in table and "| llama_13b | adem_vl | 5,449,984 |" in table
