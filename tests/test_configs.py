@@ -39,9 +39,12 @@ def expected_error(method: str, backbone: str, vision: str) -> str | None:
         return "method=llava_lora needs a decoder-only backbone"
     if method == "vl_pet" and family == "decoder_only":
         return "method=vl_pet needs an encoder-decoder backbone"
+    if vision == "clip_vit_l14_336" and method == "memvp":  # 576 tokens: more than any recipe's n
+        return "method.n"
     if vision == "clip_vit_b32_frames" and method == "adem_vl":  # its second view pools the grid
         return "method.pool_sizes"
-    if vision == "clip_vit_b32_frames" and method not in ("memvp", "llava_lora"):  # frames: no grid to pool
+    if vision == "clip_vit_b32_frames" and method not in ("memvp", "llava_lora", "vlora", "vlora_official"):
+        # frames: no grid to pool
         return "method.prompt.pool_size"
     return None
 

@@ -28,6 +28,7 @@ from helpers import (
     save_tiny_model,
 )
 from memvp_lab.errors import ConfigError
+from memvp_lab.methods.memvp.memory import memory_in
 from memvp_lab.methods.registry import methods, runs_on
 from memvp_lab.train import train
 from memvp_lab.training.factory import build_backbone
@@ -48,7 +49,10 @@ FAMILIES = {
     "olmo2": {},
 }
 DECODER_ONLY = [m for m in methods() if runs_on(m, False)]
-CASES = [(f, m) for f in FAMILIES for m in DECODER_ONLY]
+# VLoRA needs separate q / k / v projections: Phi-3's fused qkv_proj is refused (tested below).
+CASES = [(f, m) for f in FAMILIES for m in DECODER_ONLY if (f, m) != ("phi3", "vlora")]
+# Per-method settings for the 2-layer models (VLoRA's every 4th layer would leave none).
+TINY_METHOD = {"vlora": ["method.every=1"]}
 
 
 def architecture(model_type: str, **extra) -> dict:
@@ -72,7 +76,7 @@ def compose(method: str, model_type: str, *overrides: str, **extra):
 
 
 def build(method: str, model_type: str, seed: int = 0):
-    cfg = compose(method, model_type)
+    cfg = compose(method, model_type, *TINY_METHOD.get(method, []))
     torch.manual_seed(seed)
     config = instantiate(cfg.method, _convert_="all")
     backbone = build_backbone(cfg.backbone)
@@ -81,8 +85,10 @@ def build(method: str, model_type: str, seed: int = 0):
 
 def injected_places(method: str, model) -> set[str]:
     """Where the method put its modules, as ``layer index: module path inside the layer``."""
-    if method == "memvp":
-        names = [s.name for s in model.prompting.sites]
+    if method in ("memvp", "adem_vl"):
+        names = [s.name for s in memory_in(model.prompting).sites]
+    elif method == "vlora":
+        names = [t.name for t in model.prompting.targets]
     else:
         names = [n.rsplit(".", 1)[0] for n in model.injected if not n.endswith(".lora_B")]
     return {n.removeprefix("model.layers.") for n in names}
@@ -90,8 +96,10 @@ def injected_places(method: str, model) -> set[str]:
 
 def expected_places(method: str, model_type: str) -> set[str]:
     layers = range(LAYERS)
-    if method == "memvp":
+    if method in ("memvp", "adem_vl"):
         return {f"{i}.mlp" for i in layers}
+    if method == "vlora":
+        return {f"{i}.self_attn.{k}" for i in layers for k in "qkvo"} | {f"{i}.mlp" for i in layers}
     if method in ("lora", "llava_lora"):
         projections = ["qkv_proj"] if model_type == "phi3" else ["q_proj", "v_proj"]
         return {f"{i}.self_attn.{p}" for i in layers for p in projections}
@@ -221,3 +229,8 @@ def test_hf_causal_without_a_model_id_names_the_key():
 
     with pytest.raises(ConfigError, match=r"backbone.model_id is required: set backbone.model_id=<a hub id"):
         build_model(make_config(["backbone=hf_causal", "vision=tiny_random"]))
+
+
+def test_vlora_refuses_a_fused_qkv_projection_naming_it():
+    with pytest.raises(ConfigError, match=r"self_attn of backbone=hf_causal has no separate q projection .*drop q from method.types"):
+        build("vlora", "phi3")

@@ -153,4 +153,5 @@ def test_built_in_methods_and_their_families():
         "memvp": both,
         "vl_adapter": both,
         "vl_pet": ("encoder_decoder",),
+        "vlora": both,
     }

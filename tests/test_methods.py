@@ -63,9 +63,9 @@ def test_generation_and_sequence_length(method, arch):
         model(batch)
     handle.remove()
     text = batch.input_ids.shape[1]
-    # input visual tokens: none (MemVP), 49 (LLaVA: the 7x7 grid), 1 (ADEM-VL's [CLS] stand-in),
+    # input visual tokens: none (MemVP, VLoRA), 49 (LLaVA: the 7x7 grid), 1 (ADEM-VL's [CLS] stand-in),
     # 36 (VL-T5 pools the grid to 6x6)
-    added = {"memvp": 0, "llava_lora": 49, "adem_vl": 1}.get(method, 36)
+    added = {"memvp": 0, "vlora": 0, "llava_lora": 49, "adem_vl": 1}.get(method, 36)
     assert seen[0] == text + added
 
 

@@ -48,9 +48,10 @@ class GridEncoder(nn.Module):
 
 
 class ViTTokenEncoder(nn.Module):
-    """A timm ViT whose patch tokens of block ``layer`` (after the final norm, no class token) are
-    the visual tokens; blocks after ``layer`` are not run. LLaVA and MemVP-LLaMA use CLIP
-    ViT-L/14's penultimate block (``layer=-2``): 256 tokens of width 1024 at 224 px.
+    """A timm ViT whose patch tokens of block ``layer`` (after the final norm unless
+    ``final_norm=False``; no class token) are the visual tokens; blocks after ``layer`` are not run.
+    MemVP-LLaMA uses CLIP ViT-L/14's penultimate block (``layer=-2``) after the final norm: 256
+    tokens of width 1024 at 224 px; LLaVA and VLoRA read that block's output as it is.
 
     Its weights are frozen; ``adapters`` (see ``memvp_lab.vision.adapters``) are the trainable
     part when given.
@@ -64,11 +65,13 @@ class ViTTokenEncoder(nn.Module):
         image_size: int,
         layer: int = -2,
         adapters: dict | None = None,
+        final_norm: bool = True,
     ) -> None:
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.image_size = image_size
         self.layer = layer if layer >= 0 else len(model.blocks) + layer
+        self.final_norm = final_norm
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.adapter_paths: list[str] = []
@@ -82,7 +85,7 @@ class ViTTokenEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std
         (tokens,) = self.model.forward_intermediates(
-            x, indices=[self.layer], norm=True, stop_early=True, output_fmt="NLC", intermediates_only=True
+            x, indices=[self.layer], norm=self.final_norm, stop_early=True, output_fmt="NLC", intermediates_only=True
         )
         return tokens
 
@@ -98,6 +101,7 @@ def build_grid_encoder(
     adapters: dict | None = None,
     device: str | None = None,
     pooled: bool = False,
+    final_norm: bool = True,
 ) -> nn.Module:
     """Builds a frozen grid encoder.
 
@@ -112,6 +116,7 @@ def build_grid_encoder(
         adapters: ``{dim, scale, dropout}`` of trainable parallel MLP adapters (ViTs only).
         device: build on this device (``meta`` counts parameters without allocating them).
         pooled: one token per image, the model's output (CLIP ViT: the projected [CLS]).
+        final_norm: ViT tokens after the model's final norm (MemVP) or as the block gives them (LLaVA).
     """
     kwargs = {"features_only": True, "out_indices": (out_index,)} if out_index is not None else {}
     if vit_layer is not None or adapters:
@@ -122,7 +127,8 @@ def build_grid_encoder(
     if vit_layer is not None or adapters:
         if weights not in ("timm", "random"):
             raise ValueError(f"vision.encoder.weights={weights!r}: a ViT takes timm or random weights")
-        return ViTTokenEncoder(model, mean, std, image_size, vit_layer if vit_layer is not None else -1, adapters)
+        layer = vit_layer if vit_layer is not None else -1
+        return ViTTokenEncoder(model, mean, std, image_size, layer, adapters, final_norm)
     if weights == "efficientnet_lite0_wheel":
         from memvp_lab.vision.efficientnet_lite0 import load_pretrained
 
