@@ -60,6 +60,7 @@ RUN: dict[str, tuple[str, ...]] = {
     "python -m memvp_lab.train backbone=hf_causal backbone.model_id=<model folder>": ("vision=tiny_random", *SCALE),
     "python -m memvp_lab.params --backbone llama3_8b qwen2_5_7b": (),
     "python -m memvp_lab.params --backbone llama_7b llama_13b": (),
+    "python -m memvp_lab.params vision=clip_vit_l14_336 --backbone llama_7b --method vlora_official": (),
     "python -m memvp_lab.prepare scienceqa --root <dir> --dry-run": (),
 }
 # README command -> the test that runs it (or its make recipe) as a user would, at a small scale.
@@ -224,3 +225,6 @@ def test_readme_commands_run_as_typed(tmp_path):
     assert "| llama3_8b | memvp | 3,870,848 |" in table and "| qwen2_5_7b | memvp | 3,477,120 |" in table
     table = done["python -m memvp_lab.params --backbone llama_7b llama_13b"].stdout
     assert "| llama_7b | adem_vl | 4,530,432 |" in table and "| llama_13b | adem_vl | 5,449,984 |" in table
+    assert "| llama_7b | vlora | 4,057,216 |" in table
+    official = done["python -m memvp_lab.params vision=clip_vit_l14_336 --backbone llama_7b --method vlora_official"]
+    assert "| llama_7b | vlora_official | 7,590,307,328 |" in official.stdout

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from memvp_lab.config.compose import compose_config
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods.registry import methods, runs_on
+from memvp_lab.paths import config_dir
 from memvp_lab.results.paper_numbers import trainable_decimals, trainable_m
 from memvp_lab.training.factory import build_model
 
@@ -51,16 +52,23 @@ def vision_of(backbone: str) -> str:
     return "clip_rn101" if is_encoder_decoder(backbone) else "clip_vit_l14"
 
 
+def method_of(name: str) -> str:
+    """The registered method a ``conf/method`` file configures (``vlora_official`` -> ``vlora``)."""
+    if name in methods():
+        return name
+    if not (config_dir() / "method" / f"{name}.yaml").is_file():
+        raise ConfigError(f"--method {name}: no such method; registered: {', '.join(sorted(methods()))}")
+    return str(compose_config([f"method={name}"]).method.name)
+
+
 def pairs(backbones=BACKBONES, names=None) -> list[tuple[str, str]]:
-    """(backbone, method) for every method that runs on the backbone's family."""
+    """(backbone, method) for every method (or method config) that runs on the backbone's family."""
     names = method_names() if names is None else names
-    unknown = sorted(set(names) - set(methods()))
-    if unknown:
-        raise ConfigError(f"--method {' '.join(unknown)}: no such method; registered: {', '.join(sorted(methods()))}")
+    registered = {m: method_of(m) for m in names}
     out = []
     for b in backbones:
         family = is_encoder_decoder(b)
-        out += [(b, m) for m in names if runs_on(m, family)]
+        out += [(b, m) for m in names if runs_on(registered[m], family)]
     return out
 
 
@@ -108,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--method", nargs="*", default=None, help=f"default: every registered method ({' '.join(method_names())})"
     )
-    args = parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*", help="config overrides for every count, e.g. vision=clip_vit_l14_336")
+    args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.WARNING)
     counts: dict[str, dict[str, int]] = {}
     try:
         for b, m in pairs(args.backbone, args.method):
-            counts.setdefault(b, {})[m] = count(b, m)["trainable"]
+            counts.setdefault(b, {})[m] = count(b, m, args.overrides)["trainable"]
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
