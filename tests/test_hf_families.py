@@ -232,5 +232,7 @@ def test_hf_causal_without_a_model_id_names_the_key():
 
 
 def test_vlora_refuses_a_fused_qkv_projection_naming_it():
-    with pytest.raises(ConfigError, match=r"self_attn of backbone=hf_causal has no separate q projection .*drop q from method.types"):
+    with pytest.raises(
+        ConfigError, match=r"self_attn of backbone=hf_causal has no separate q projection .*drop q from method.types"
+    ):
         build("vlora", "phi3")
