@@ -20,10 +20,12 @@ from memvp_lab.benchmark.measure import (
     measured_flops,
     memory_spec,
     saved_activation_bytes,
+    visual_flops,
 )
 from memvp_lab.benchmark.sweep_summary import summarize
 from memvp_lab.benchmark.synthetic_batches import Lengths, input_visual_tokens, synthetic_batch, task_lengths, text_only
 from memvp_lab.config.compose import compose_config
+from memvp_lab.methods.registry import methods, runs_on
 from memvp_lab.results.paper_numbers import paper_column, paper_spec
 from memvp_lab.training.factory import build_model
 
@@ -262,3 +264,23 @@ def test_a_study_of_all_methods_takes_every_registered_method_that_fits_the_back
     encoder_decoder = study_methods("all", ["backbone=tiny_t5"])
     assert set(decoder_only) == set(methods()) - {"vl_pet"}
     assert set(encoder_decoder) == set(methods()) - {"llava_lora"}
+
+
+FAMILY_CASES = [(m, b) for b in ("tiny_llama", "tiny_t5") for m in methods() if runs_on(m, b != "tiny_llama")]
+
+
+@pytest.mark.parametrize("method,backbone", FAMILY_CASES, ids=lambda x: str(x))
+def test_every_method_counts_what_its_formulas_say(method, backbone):
+    """FlopCounterMode's count equals the formula for the per-image work outside the LM of every
+    method (projectors, ADEM-VL's two, VLoRA's generator), and for the LM's work of the methods
+    whose additions the formula models (memory terms, input tokens, VLoRA's deltas; the adapter
+    and LoRA matmuls inside the LM are not in it)."""
+    built = _built(backbone, method)
+    lengths = Lengths(prompt=9, answer=3, visual=built.visual.num_tokens)
+    batch = synthetic_batch(built.model, lengths, 2, built.visual.feature_dim)
+    if method in ("memvp", "adem_vl", "vlora", "full_ft"):
+        assert measured_flops(built.model, batch) == analytic_flops(built.model, lengths, batch)
+    counted, formula = visual_flops(built.model, batch)
+    assert counted == formula
+    if method in ("memvp", "adem_vl", "vlora", "llava_lora"):
+        assert formula > 0

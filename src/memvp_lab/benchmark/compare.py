@@ -16,6 +16,7 @@ from memvp_lab.benchmark.measure import (
     study_methods,
     time_subjects,
     training_memory_bytes,
+    visual_flops,
 )
 from memvp_lab.benchmark.synthetic_batches import Lengths, input_visual_tokens, synthetic_batch, task_lengths
 from memvp_lab.results.paper_numbers import study_reference
@@ -37,6 +38,8 @@ COLUMNS = (
     ("activation_mb", "activations MB", ".0f"),
     ("lm_gflops_measured", "GFLOPs counted", ".3f"),
     ("lm_gflops_analytic", "GFLOPs Eq.13-15", ".3f"),
+    ("visual_gflops_measured", "per-image GFLOPs counted", ".4f"),
+    ("visual_gflops_analytic", "per-image GFLOPs formula", ".4f"),
 )
 
 
@@ -62,12 +65,15 @@ def run(cfg: DictConfig) -> dict:
         counts = model.parameter_counts()
         memory = training_memory_bytes(model, memory_batch)
         del memory_batch
+        visual_measured, visual_analytic = visual_flops(model, batch)
         rows[method] = {
             "trainable_params": counts["trainable"],
             "total_params": counts["total"],
             "input_visual_tokens": input_visual_tokens(model, batch),
             "lm_gflops_measured": measured_flops(model, batch) / 1e9,
             "lm_gflops_analytic": analytic_flops(model, lengths, batch) / 1e9,
+            "visual_gflops_measured": visual_measured / 1e9,
+            "visual_gflops_analytic": visual_analytic / 1e9,
             "activation_mb": memory["activations"] / MB,
             "train_memory_mb": memory["total"] / MB,
         }

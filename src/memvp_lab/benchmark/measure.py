@@ -15,7 +15,7 @@ from memvp_lab.config.compose import compose_config
 from memvp_lab.methods.memvp.memory import memory_in
 from memvp_lab.methods.registry import methods as registered_methods
 from memvp_lab.methods.registry import runs_on
-from memvp_lab.model.flops import MemorySpec, analytic_lm_flops, measure_lm_flops
+from memvp_lab.model.flops import DeltaSpec, MemorySpec, analytic_lm_flops, measure_lm_flops, measure_visual_flops
 from memvp_lab.model.vision_language_model import VisionLanguageModel
 from memvp_lab.training.factory import Built, build_model
 
@@ -57,12 +57,30 @@ def memory_spec(model: VisionLanguageModel) -> MemorySpec:
     )
 
 
+def delta_spec(model: VisionLanguageModel) -> DeltaSpec:
+    """Per-token FLOPs of parameter-space deltas (VLoRA) in each stack; none for other methods."""
+    prompting = model.prompting
+    if not hasattr(prompting, "delta_flops"):
+        return DeltaSpec()
+    return DeltaSpec(prompting.delta_flops("encoder"), prompting.delta_flops("decoder"))
+
+
 def analytic_flops(model: VisionLanguageModel, lengths: Lengths, batch: VLBatch) -> int:
     """Paper Eq. 13-15 (generalised, see ``memvp_lab.model.flops``) for one sample of ``lengths``."""
-    memory = memory_spec(model) if batch.visual is not None else MemorySpec()
+    visual = batch.visual is not None
     return analytic_lm_flops(
-        model.lm.config, lengths.prompt, lengths.answer, memory, visual_tokens=input_visual_tokens(model, batch)
+        model.lm.config,
+        lengths.prompt,
+        lengths.answer,
+        memory_spec(model) if visual else MemorySpec(),
+        visual_tokens=input_visual_tokens(model, batch),
+        deltas=delta_spec(model) if visual else DeltaSpec(),
     )
+
+
+def visual_flops(model: VisionLanguageModel, batch: VLBatch) -> tuple[int, int]:
+    """(counted, by formula) FLOPs per image of the work outside the LM: projectors, generators."""
+    return int(measure_visual_flops(model, batch)), model.prompting.visual_flops()
 
 
 def measured_flops(model: VisionLanguageModel, batch: VLBatch, within: str | None = "lm") -> int:

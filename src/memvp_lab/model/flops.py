@@ -39,6 +39,22 @@ def eager_attention(lm: nn.Module) -> Iterator[None]:
             lm.set_attn_implementation(previous)
 
 
+@contextmanager
+def counted_attention() -> Iterator[None]:
+    """Attention through kernels FlopCounterMode counts: ``nn.MultiheadAttention`` off its fused
+    fast path (uncounted) and scaled-dot-product attention in its math form (the CPU flash
+    kernel is uncounted). The results are the same computation."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    previous = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+
+
 def count_flops(fn, *args, within: str | None = None, **kwargs) -> int:
     """FLOPs of one call, as counted by ``FlopCounterMode``.
 
@@ -74,7 +90,13 @@ def measure_lm_flops(model: nn.Module, batch: VLBatch, max_samples: int = 8, wit
         # hooks the autograd graph of module inputs that require grad (a fully fine-tuned
         # model's), which inference mode does not build; no_grad (inside: leaving inference mode
         # turns grad mode back on) still records nothing.
-        with torch.inference_mode(False), torch.no_grad(), eager_attention(model.lm), model.prefix_cache_off():
+        with (
+            torch.inference_mode(False),
+            torch.no_grad(),
+            eager_attention(model.lm),
+            counted_attention(),
+            model.prefix_cache_off(),
+        ):
             counts = [count_flops(model, batch.sample(i), within=within) for i in range(min(max_samples, len(batch)))]
     finally:
         model.train(was_training)
@@ -88,6 +110,14 @@ class MemorySpec:
     slots: int = 0
     encoder_sites: int = 0
     decoder_sites: int = 0
+
+
+@dataclass(frozen=True)
+class DeltaSpec:
+    """Per-token FLOPs of low-rank deltas on the linear maps of each stack (VLoRA)."""
+
+    encoder_per_token: int = 0
+    decoder_per_token: int = 0
 
 
 def _attention(lq: int, lk: int, d: int, q_dim: int, kv_dim: int) -> int:
@@ -145,6 +175,7 @@ def analytic_lm_flops(
     memory: MemorySpec = MemorySpec(),
     visual_tokens: int = 0,
     include_head: bool = True,
+    deltas: DeltaSpec = DeltaSpec(),
 ) -> int:
     """FLOPs of one teacher-forced sample (see module docstring).
 
@@ -155,6 +186,7 @@ def analytic_lm_flops(
         memory: MemVP memory entries.
         visual_tokens: input-space visual tokens joined to the prompt (0 for MemVP).
         include_head: add the LM head at the predicted positions.
+        deltas: parameter-space low-rank deltas (VLoRA), per token of each stack.
     """
     s = lm_shape(config)
     d = s["d"]
@@ -170,13 +202,41 @@ def analytic_lm_flops(
         )
         total += s["enc_layers"] * enc + s["dec_layers"] * dec
         total += 4 * memory.slots * d * (le * memory.encoder_sites + ld * memory.decoder_sites)
+        total += le * deltas.encoder_per_token + ld * deltas.decoder_per_token
     else:
         l = prompt_len + visual_tokens + target_len
         layer = _attention(l, l, d, s["q_dim"], s["kv_dim"]) + _ffn(l, d, s["ffn"], s["gated"])
         total += s["dec_layers"] * layer + 4 * memory.slots * d * l * memory.decoder_sites
+        total += l * deltas.decoder_per_token
     if include_head:
         total += 2 * target_len * d * config.vocab_size
     return total
+
+
+@torch.no_grad()
+def measure_visual_flops(model: nn.Module, batch: VLBatch, max_samples: int = 1) -> float:
+    """Mean FLOPs per sample of the work outside the language model and the vision tower: the
+    projectors or generator that turn visual features into what the LM reads."""
+    was_training = model.training
+    model.eval()
+    try:
+        with (
+            torch.inference_mode(False),
+            torch.no_grad(),
+            eager_attention(model.lm),
+            counted_attention(),
+            model.prefix_cache_off(),
+        ):
+            counts = []
+            for i in range(min(max_samples, len(batch))):
+                sample = batch.sample(i)
+                outside = count_flops(model, sample) - count_flops(model, sample, within="lm")
+                if getattr(model, "vision_tower", None) is not None:
+                    outside -= count_flops(model, sample, within="vision_tower")
+                counts.append(outside)
+    finally:
+        model.train(was_training)
+    return sum(counts) / len(counts)
 
 
 def paper_layer_flops(L: int, d: int, n: int = 0, mode: str = "lm") -> int:

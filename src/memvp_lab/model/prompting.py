@@ -19,11 +19,16 @@ class Prompting(nn.Module):
     * ``lm_inputs(...)``: the keyword arguments of the call and how many tokens were put in front
       of the text (their labels are ignored).
 
-    The defaults pass the text through unchanged.
+    The defaults pass the text through unchanged. ``visual_flops()`` states the per-image work.
     """
 
     def context(self, batch) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
+
+    def visual_flops(self) -> int:
+        """FLOPs per image of the work outside the language model (projectors, generators), by
+        formula; ``memvp_lab.model.flops.measure_visual_flops`` counts the same work."""
+        return 0
 
     def lm_inputs(
         self, lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch, *, generation: bool
@@ -38,3 +43,9 @@ class Prompting(nn.Module):
             generation: True when the call is ``generate``.
         """
         return {"input_ids": input_ids, "attention_mask": attention_mask}, 0
+
+
+def linear_flops(module: nn.Module, tokens: int) -> int:
+    """FLOPs of every ``nn.Linear`` inside ``module`` applied once to ``tokens`` vectors (a
+    projector: each layer sees every token)."""
+    return sum(2 * tokens * m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))

@@ -26,6 +26,7 @@ def format_summary(cfg: DictConfig, metrics: dict[str, float], primary: str, bre
         ("total params", f"{int(total):,}" if total is not None else "n/a"),
         ("trainable share", _fmt(100 * trainable / total if trainable and total else None, ".3f") + " %"),
         ("LM GFLOPs / sample", _fmt(metrics.get("flops/lm_gflops_per_sample"), ".3f")),
+        ("per-image GFLOPs (projector / generator)", _fmt(metrics.get("flops/visual_gflops_per_sample"), ".4f")),
         ("train s / step", _fmt(metrics.get("time/train_s_per_step"), ".3f")),
         ("eval s / batch", _fmt(metrics.get("time/eval_s_per_batch"), ".3f")),
         (

@@ -16,7 +16,7 @@ from memvp_lab.batch import VLBatch
 from memvp_lab.errors import CheckpointMismatch, NonFiniteLossError
 from memvp_lab.methods.contract import MethodConfig, Schedule
 from memvp_lab.metrics.evaluators import Evaluator, VQAEvaluator
-from memvp_lab.model.flops import measure_lm_flops
+from memvp_lab.model.flops import measure_lm_flops, measure_visual_flops
 from memvp_lab.model.vision_language_model import VisionLanguageModel
 from memvp_lab.paths import write_text_atomic
 from memvp_lab.rng import restore_rng_states, rng_states
@@ -201,5 +201,8 @@ class VisionLanguageTask(L.LightningModule):
         if self.flops_samples > 0 and self._flops_batch is not None:
             self.lm_flops_per_sample = measure_lm_flops(self.model, self._flops_batch, self.flops_samples)
             self.log("flops/lm_gflops_per_sample", self.lm_flops_per_sample / 1e9)
+            # projectors / generators: once per image, outside the LM
+            visual = measure_visual_flops(self.model, self._flops_batch, 1)
+            self.log("flops/visual_gflops_per_sample", visual / 1e9)
             self._flops_batch = None
         self._write_predictions("test")

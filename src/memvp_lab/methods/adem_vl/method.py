@@ -54,6 +54,10 @@ class AdemVLPrompting(Prompting):
         self.memory = memory
         self.token = token
 
+    def visual_flops(self) -> int:
+        """The memory's projector over its M entries, plus the input token's projector."""
+        return self.memory.visual_flops() + (self.token.visual_flops() if self.token is not None else 0)
+
     @contextlib.contextmanager
     def context(self, batch):
         with contextlib.ExitStack() as stack:
@@ -166,9 +170,9 @@ class AdemVLConfig(MethodConfig):
         if self.cls_token is ClsToken.mean:
             projector = Projector(visual.feature_dim, backbone.hidden_size, self.projector_hidden, self.projector_bias)
             if backbone.is_encoder_decoder:
-                token = EncoderDecoderInputPrompting(backbone.model, ProjectedToken(projector), MeanPool())
+                token = EncoderDecoderInputPrompting(backbone.model, ProjectedToken(projector), MeanPool(), 1)
             else:
-                token = DecoderOnlyInputPrompting(projector, MeanPool())
+                token = DecoderOnlyInputPrompting(projector, MeanPool(), 1)
         log.info(
             "ADEM-VL: %d visual entries (views %s) in %d FFNs (%s ... %s), similarity %s, drops %d per token%s",
             memory.n,

@@ -21,15 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from memvp_lab.methods.input_space.visual_embedding import VisualEmbedding
-from memvp_lab.model.prompting import Prompting
-from memvp_lab.vision.pooling import GridPool
+from memvp_lab.model.prompting import Prompting, linear_flops
 from memvp_lab.vision.projector import Projector
 
 
 class EncoderDecoderInputPrompting(Prompting):
     """Visual tokens appended after the encoder's text tokens (BART, T5)."""
 
-    def __init__(self, lm: nn.Module, embedding: VisualEmbedding, pool: GridPool) -> None:
+    def __init__(self, lm: nn.Module, embedding: VisualEmbedding, pool: nn.Module, tokens: int) -> None:
         super().__init__()
         encoder = lm.get_encoder()
         self.layout = "bart" if hasattr(encoder, "layernorm_embedding") else "t5" if hasattr(encoder, "block") else None
@@ -37,8 +36,13 @@ class EncoderDecoderInputPrompting(Prompting):
             raise ValueError(f"input-space prompting knows BART and T5 encoders, not {type(encoder).__name__}")
         self.embedding = embedding
         self.pool = pool
+        self.tokens = tokens  # visual tokens per image after pooling
         self._text_len: int | None = None  # set by lm_inputs, cleared when the call's context ends
         self._keep_positions_text_only(lm)
+
+    def visual_flops(self) -> int:
+        """The visual embedding's linear maps over the (pooled) visual tokens."""
+        return linear_flops(self.embedding, self.tokens)
 
     def lm_inputs(self, lm, input_ids, attention_mask, batch, *, generation):
         encoder = lm.get_encoder()
@@ -93,14 +97,19 @@ class EncoderDecoderInputPrompting(Prompting):
 class DecoderOnlyInputPrompting(Prompting):
     """LLaVA-style: projected visual tokens in front of the text."""
 
-    def __init__(self, projector: Projector, pool: GridPool) -> None:
+    def __init__(self, projector: Projector, pool: nn.Module, tokens: int) -> None:
         super().__init__()
         self.projector = projector
         self.pool = pool
+        self.tokens = tokens  # visual tokens per image after pooling
 
     def visual_tokens(self, batch) -> torch.Tensor:
         first = self.projector[0]
         return self.projector(self.pool(batch.visual).to(first.weight.dtype))
+
+    def visual_flops(self) -> int:
+        """The projector over the (pooled) visual tokens."""
+        return linear_flops(self.projector, self.tokens)
 
     def lm_inputs(self, lm, input_ids, attention_mask, batch, *, generation) -> tuple[dict[str, Any], int]:
         text = lm.get_input_embeddings()(input_ids)

@@ -90,7 +90,7 @@ def build_input_prompting(config: InputPromptConfig, backbone: Backbone, visual:
         norm = "rms" if backbone.model.config.model_type == "t5" else "layer"
         embedding = VisualEmbedding(visual.feature_dim, backbone.hidden_size, norm, config.init)
         log.info("input-space prompt: %d visual tokens after the text; vocabulary resized to %d", tokens, size)
-        return EncoderDecoderInputPrompting(backbone.model, embedding, pool)
+        return EncoderDecoderInputPrompting(backbone.model, embedding, pool, tokens)
     projector = Projector(visual.feature_dim, backbone.hidden_size, config.projector_hidden, config.projector_bias)
     log.info("input-space prompt: %d visual tokens before the text", tokens)
-    return DecoderOnlyInputPrompting(projector, pool)
+    return DecoderOnlyInputPrompting(projector, pool, tokens)

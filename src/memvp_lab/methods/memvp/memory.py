@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from memvp_lab.methods.memvp.ffn_sites import FFNSite
-from memvp_lab.model.prompting import Prompting
+from memvp_lab.model.prompting import Prompting, linear_flops
 from memvp_lab.vision.pooling import GridPool, pooled_tokens
 from memvp_lab.vision.projector import Projector
 
@@ -191,6 +191,13 @@ class VisualMemory(Prompting):
 
         self._handles.append(site.input_module.register_forward_pre_hook(keep_input, with_kwargs=True))
         self._handles.append(site.output_module.register_forward_hook(add_memory_later, with_kwargs=True))
+
+    def visual_flops(self) -> int:
+        """The projector over the prompt tokens (the global-feature ablation projects one)."""
+        if self.projector is None:
+            return 0
+        tokens = 1 if self.ablation is Ablation.global_feature else self.num_prompt_tokens
+        return linear_flops(self.projector, tokens)
 
     def remove(self) -> None:
         """Detaches the hooks: the language model behaves exactly as before."""

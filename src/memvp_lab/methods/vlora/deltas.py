@@ -16,6 +16,7 @@ output width; samples without an image get A = 0; generate()'s beams repeat each
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -120,6 +121,20 @@ class PerceptualDeltas(Prompting):
 
         self._handles.append(target.input_module.register_forward_pre_hook(keep, with_kwargs=True))
         self._handles.append(target.output_module.register_forward_hook(add_later, with_kwargs=True))
+
+    def visual_flops(self) -> int:
+        """The generator, once per image (the deltas run inside the LM: ``delta_flops``)."""
+        return self.generator.flops()
+
+    def delta_flops(self, stack: str) -> int:
+        """FLOPs per token of the deltas in one stack (``encoder`` / ``decoder``): 2 r (d_in + d_out)
+        per map, the two thin matmuls."""
+        r = self.generator.rank
+        return sum(
+            2 * r * (self.generator.inputs[t.kind] + t.out_features)
+            for t in self._targets
+            if ("encoder" if re.search(r"(^|\.)encoder\.", t.name) else "decoder") == stack
+        )
 
     def weights(self, visual: torch.Tensor, has_image: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The per-sample ``A`` of every type, zero for samples without an image."""

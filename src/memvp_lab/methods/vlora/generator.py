@@ -43,9 +43,20 @@ class QueryDecoder(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, out_features)
 
+    def flops(self, num_tokens: int) -> int:
+        """FLOPs of one image: per layer the queries' self-attention (projections 4qD^2, scores and
+        weighted values 2q^2 D), cross-attention into the m tokens (projections 2qD^2 + 2mD^2, 2qmD)
+        and FFN (8qD^2) in multiply-adds, then the head; 2 FLOPs per multiply-add."""
+        q, width = self.queries.shape
+        m = num_tokens
+        layer = 14 * q * width**2 + 2 * q * q * width + 2 * m * width**2 + 2 * q * m * width
+        return 2 * (len(self.layers) * layer + q * width * self.head.out_features)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, m, D) visual tokens -> (B, num_queries, out_features)."""
-        q = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        # A copy, not an expanded view: FlopCounterMode's module tracker cannot follow a view of a
+        # parameter taken under no_grad.
+        q = self.queries.unsqueeze(0).repeat(tokens.shape[0], 1, 1)
         for layer in self.layers:
             q = layer(q, tokens)
         return self.head(self.norm(q))
@@ -95,6 +106,12 @@ class PerceptualWeightsGenerator(nn.Module):
                 {"all": QueryDecoder(width, depth, heads, len(inputs) * num_layers, d_in * rank)}
             )
         self.apply(_init_linear)
+
+    def flops(self) -> int:
+        """FLOPs of one image: the input projection, then every decoder."""
+        m = self.pos_embed.shape[0]
+        proj = 2 * m * self.visual_proj.in_features * self.visual_proj.out_features
+        return proj + sum(decoder.flops(m) for decoder in self.decoders.values())
 
     def forward(self, visual: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, m, C) -> {type: (B, k, d_in, r)}."""
