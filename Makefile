@@ -156,7 +156,7 @@ report-adem-vl-table-6: setup  ## Render the CPU-scale ADEM-VL Table VI (reports
 	$(PY) -m memvp_lab.report adem_vl_table6
 
 # one process per study: each starts from a clean heap, so one study's memory cannot starve the next
-BENCH_STUDIES ?= table1_flops,memvp_overhead,fig4_left,table3_smollm2,table3_llama7b_shape,fig2_text_length,prefix_cache
+BENCH_STUDIES ?= table1_flops,memvp_overhead,fig4_left,table3_smollm2,table3_llama7b_shape,fig2_text_length,prefix_cache,cost_scaling
 
 bench: setup  ## Efficiency studies (conf/study/): FLOPs, step time, memory vs the paper, ~10 min CPU (bench/latest/SUMMARY.md)
 	@sweep=bench/$$(date +%Y-%m-%d_%H-%M-%S); \

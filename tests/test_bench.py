@@ -284,3 +284,27 @@ def test_every_method_counts_what_its_formulas_say(method, backbone):
     assert counted == formula
     if method in ("memvp", "adem_vl", "vlora", "llava_lora"):
         assert formula > 0
+
+
+def test_cost_scaling_study_puts_each_space_where_its_formula_says(tmp_path):
+    """Input-space cost grows with the visual tokens fastest, memory-space slower, parameter-space
+    not in the LM at all; the formula equals FlopCounterMode for the memory / parameter spaces."""
+    study = _study(
+        "cost_scaling",
+        "study.visual_tokens=[16,64]",
+        "study.text_lengths=[8,32]",
+        "study.shapes=[{name: tiny, model_overrides: ['backbone=tiny_llama','vision=tiny_random']}]",
+        "study.check_shapes=[tiny]",
+        "study.check_tokens=[16]",
+        "study.check_lengths=[8]",
+    )
+    result = run_study(study, tmp_path)
+    cell = {(r["method"], r["visual_tokens"], r["text_length"]): r for r in result["rows"]}
+    growth = {m: cell[(m, 64, 8)]["lm_gflops"] - cell[(m, 16, 8)]["lm_gflops"] for m in study.methods}
+    assert growth["llava_lora"] > growth["adem_vl"] > 0 and growth["memvp"] > 0 and growth["vlora"] == 0
+    for check in result["checks"]:
+        if check["method"] != "llava_lora":  # its LoRA matmuls are not in the formula
+            assert check["lm_gflops_formula"] == pytest.approx(check["lm_gflops_counted"], rel=1e-12)
+        assert check["visual_gflops_formula"] == pytest.approx(check["visual_gflops_counted"], rel=1e-12)
+    assert "| vlora | parameter space |" in (tmp_path / "bench.md").read_text()
+    assert (tmp_path / "bench.png").stat().st_size > 1000

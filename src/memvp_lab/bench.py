@@ -21,7 +21,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from memvp_lab.benchmark import compare, flops_table, overhead, plots, prefix_cache_study, text_length
+from memvp_lab.benchmark import compare, cost_scaling, flops_table, overhead, plots, prefix_cache_study, text_length
 from memvp_lab.config.schemas import register_configs
 from memvp_lab.paths import config_dir, write_text_atomic
 from memvp_lab.results.records import machine, package_versions
@@ -31,6 +31,7 @@ register_configs()
 
 STUDIES = {
     "compare": compare,
+    "cost_scaling": cost_scaling,
     "flops_table": flops_table,
     "text_length": text_length,
     "overhead": overhead,

@@ -124,3 +124,38 @@ def prefix_cache(result: dict, path: Path) -> Path:
     ax.set_ylabel("train s / step")
     ax.legend(fontsize=7)
     return _save(figure, path)
+
+
+def cost_scaling(result: dict, path: Path) -> Path:
+    """Total GFLOPs per sample against the number of visual tokens, one panel per model shape,
+    one colour per method, one line style per text length (log-log)."""
+    shapes = list(dict.fromkeys(r["shape"] for r in result["rows"]))
+    figure, axes = _figure(4.4 * len(shapes), 3.8, panels=len(shapes))
+    styles = ["-", "--", ":", "-."]
+    for ax, shape in zip(axes, shapes):
+        rows = [r for r in result["rows"] if r["shape"] == shape]
+        lengths = sorted({r["text_length"] for r in rows})
+        for k, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
+            for j, length in enumerate(lengths):
+                points = sorted(
+                    (r["visual_tokens"], r["total_gflops"])
+                    for r in rows
+                    if r["method"] == method and r["text_length"] == length
+                )
+                ax.plot(
+                    *zip(*points),
+                    styles[j % len(styles)],
+                    color=f"C{k}",
+                    marker="o",
+                    markersize=3,
+                    label=f"{method}" if j == 0 else None,
+                )
+        for j, length in enumerate(lengths):
+            ax.plot([], [], styles[j % len(styles)], color="grey", label=f"L={length}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("visual tokens per image (m)")
+        ax.set_ylabel("GFLOPs per sample (LM + per-image work)")
+        ax.set_title(shape, fontsize=9)
+        ax.legend(fontsize=6)
+    return _save(figure, path)

@@ -25,6 +25,10 @@ class Prompting(nn.Module):
     def context(self, batch) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
+    def input_tokens(self) -> int:
+        """Visual tokens per image this path puts into the LM's input (0: none)."""
+        return 0
+
     def visual_flops(self) -> int:
         """FLOPs per image of the work outside the language model (projectors, generators), by
         formula; ``memvp_lab.model.flops.measure_visual_flops`` counts the same work."""

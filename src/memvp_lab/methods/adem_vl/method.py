@@ -54,6 +54,9 @@ class AdemVLPrompting(Prompting):
         self.memory = memory
         self.token = token
 
+    def input_tokens(self) -> int:
+        return self.token.input_tokens() if self.token is not None else 0
+
     def visual_flops(self) -> int:
         """The memory's projector over its M entries, plus the input token's projector."""
         return self.memory.visual_flops() + (self.token.visual_flops() if self.token is not None else 0)

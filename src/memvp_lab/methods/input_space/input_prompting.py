@@ -40,6 +40,9 @@ class EncoderDecoderInputPrompting(Prompting):
         self._text_len: int | None = None  # set by lm_inputs, cleared when the call's context ends
         self._keep_positions_text_only(lm)
 
+    def input_tokens(self) -> int:
+        return self.tokens
+
     def visual_flops(self) -> int:
         """The visual embedding's linear maps over the (pooled) visual tokens."""
         return linear_flops(self.embedding, self.tokens)
@@ -106,6 +109,9 @@ class DecoderOnlyInputPrompting(Prompting):
     def visual_tokens(self, batch) -> torch.Tensor:
         first = self.projector[0]
         return self.projector(self.pool(batch.visual).to(first.weight.dtype))
+
+    def input_tokens(self) -> int:
+        return self.tokens
 
     def visual_flops(self) -> int:
         """The projector over the (pooled) visual tokens."""
