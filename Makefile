@@ -23,7 +23,7 @@ UV_VERSION  := 0.13.9
 WORKERS     ?= 2
 PYTEST      := $(PY) -m pytest -q -n $(WORKERS) --dist loadfile
 
-.PHONY: help setup lock java data demo demo-seeds report-demo-seeds lint format test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 reproduce-adem-vl-table-6 report-adem-vl-table-6 bench visualize clean-venv
+.PHONY: help setup lock java data demo demo-seeds report-demo-seeds lint format test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 reproduce-adem-vl-table-6 report-adem-vl-table-6 reproduce-mini-compare-lr report-mini-compare-lr reproduce-mini-compare report-mini-compare bench visualize clean-venv
 
 # Runs the sweeps of one reproduction, then its report, even when a cell failed (its results.json
 # says so and the report shows it as failed); exits non-zero at the end if a sweep or a cell failed.
@@ -154,6 +154,18 @@ reproduce-adem-vl-table-6: setup  ## ADEM-VL's Table VI ingredients on the embed
 
 report-adem-vl-table-6: setup  ## Render the CPU-scale ADEM-VL Table VI (reports/adem_vl_table6.md)
 	$(PY) -m memvp_lab.report adem_vl_table6
+
+reproduce-mini-compare-lr: setup  ## Learning-rate search of mini-compare: 4 methods x 3 rates, seed 0, validation score, then report
+	$(call sweep_then_report,mini_compare_lr,mini_compare_lr)
+
+report-mini-compare-lr: setup  ## Render the learning-rate search (reports/mini_compare_lr.md)
+	$(PY) -m memvp_lab.report mini_compare_lr
+
+reproduce-mini-compare: setup  ## MemVP, ADEM-VL, VLoRA, LLaVA-LoRA on the embedded default, 3 seeds: score vs cost, then report
+	$(call sweep_then_report,mini_compare,mini_compare)
+
+report-mini-compare: setup  ## Render the CPU-scale comparison (reports/mini_compare.md and its plot)
+	$(PY) -m memvp_lab.report mini_compare
 
 # one process per study: each starts from a clean heap, so one study's memory cannot starve the next
 BENCH_STUDIES ?= table1_flops,memvp_overhead,fig4_left,table3_smollm2,table3_llama7b_shape,fig2_text_length,prefix_cache,cost_scaling

@@ -93,7 +93,9 @@ def _value(value) -> str:
 # Jobs per sweep: the product of its swept values (a changed sweep must change this table too).
 JOBS = {
     "adem_vl_table6": 5 * 3,  # ADEM-VL's five cumulative rows x seeds
-    "demo_seeds": 2 * 3,  # ablation none / no_visual x seeds 0-2
+    "demo_seeds": 2 * 3,
+    "mini_compare": 4 * 3,  # MemVP, ADEM-VL, VLoRA, LLaVA-LoRA x seeds
+    "mini_compare_lr": 4 * 3,  # the same methods x learning rates, seed 0  # ablation none / no_visual x seeds 0-2
     "demo_seeds_llava": 3,  # seeds 0-2
     "fig4_pooling": 5 * 3,  # pooled sizes x VQAv2/GQA/COCO, seed 0
     "fig4_pooling_memvp": 5 * 3,
@@ -324,6 +326,8 @@ MAKE_TARGETS = {
     "mini-table-3": "mini_table3",
     "mini-table-4": "mini_table4",
     "adem-vl-table-6": "adem_vl_table6",
+    "mini-compare-lr": "mini_compare_lr",
+    "mini-compare": "mini_compare",
 }
 FAKE_PYTHON = """#!/bin/bash
 echo "$*" >> "$CALLS"

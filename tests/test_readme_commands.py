@@ -72,6 +72,8 @@ ELSEWHERE = {
     "make reproduce-mini-table-3": "tests/test_mini_reproductions.py::test_mini_reproduction_sweeps_and_reports",
     "make reproduce-mini-table-4": "tests/test_mini_reproductions.py::test_mini_reproduction_sweeps_and_reports",
     "make reproduce-adem-vl-table-6": "tests/test_mini_reproductions.py::test_mini_reproduction_sweeps_and_reports",
+    "make reproduce-mini-compare": "tests/test_mini_reproductions.py::test_mini_reproduction_sweeps_and_reports",
+    "make reproduce-mini-compare-lr": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
     "make reproduce-table-1": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
     "make reproduce-table-2": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",
     "make reproduce-table-3": "tests/test_experiments.py::test_make_targets_run_every_cell_then_report",

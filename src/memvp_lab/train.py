@@ -95,8 +95,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
             enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         )
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        # the last validation (at the end of training): what learning-rate searches select on
+        validated = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         trainer.test(task, datamodule=datamodule, verbose=False)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics = {**validated, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
         counts = model.parameter_counts()
         metrics.update({"params/trainable": counts["trainable"], "params/total": counts["total"]})
         metrics.update(timer.summary() if timer else peak_memory())
