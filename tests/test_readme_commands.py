@@ -111,6 +111,12 @@ NOT_RUN = {
     "python -m memvp_lab.train backbone=hf_causal backbone.model_id=Qwen/Qwen2.5-0.5B": (
         "needs the model hub (the same command on a local folder runs above; tests/test_hf_families.py covers Qwen2)"
     ),
+    "python -m memvp_lab.train -m experiment=adem_vl_table1": (
+        "needs LLaMA-7B / 13B from the model hub, ScienceQA and GPUs (tests/test_experiments.py composes every job)"
+    ),
+    "python -m memvp_lab.train -m experiment=adem_vl_coco": (
+        "needs LLaMA-13B / 7B from the model hub, COCO and GPUs (tests/test_experiments.py composes every job)"
+    ),
     "python -m memvp_lab.train method=vl_pet backbone=t5_base vision=clip_rn101 task=<task>": (
         "needs t5-base from the model hub and a downloaded dataset (tests/test_tasks.py runs the tasks on tiny models)"
     ),
