@@ -75,6 +75,30 @@ def count_flops(fn, *args, within: str | None = None, **kwargs) -> int:
     return int(sum(v for k, v in counts.items() if k.startswith(within + ".") and k.count(".") == depth))
 
 
+@contextmanager
+def counting(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode, its attention in forms FlopCounterMode counts, the prefix cache off.
+
+    Out of inference mode (Lightning evaluates in it): FlopCounterMode's module tracker hooks the
+    autograd graph of module inputs that require grad (a fully fine-tuned model's), which
+    inference mode does not build; no_grad (inside: leaving inference mode turns grad mode back
+    on) still records nothing.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with (
+            torch.inference_mode(False),
+            torch.no_grad(),
+            eager_attention(model.lm),
+            counted_attention(),
+            model.prefix_cache_off(),
+        ):
+            yield
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def measure_lm_flops(model: nn.Module, batch: VLBatch, max_samples: int = 8, within: str | None = "lm") -> float:
     """Mean measured LM FLOPs per sample over the first ``max_samples`` samples of ``batch``.
@@ -83,23 +107,8 @@ def measure_lm_flops(model: nn.Module, batch: VLBatch, max_samples: int = 8, wit
     LM's FFNs) is included, the projector that maps visual features (run once per call,
     outside the LM) is not. ``within=None`` counts the whole model, projector included.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        # Out of inference mode (Lightning evaluates in it): FlopCounterMode's module tracker
-        # hooks the autograd graph of module inputs that require grad (a fully fine-tuned
-        # model's), which inference mode does not build; no_grad (inside: leaving inference mode
-        # turns grad mode back on) still records nothing.
-        with (
-            torch.inference_mode(False),
-            torch.no_grad(),
-            eager_attention(model.lm),
-            counted_attention(),
-            model.prefix_cache_off(),
-        ):
-            counts = [count_flops(model, batch.sample(i), within=within) for i in range(min(max_samples, len(batch)))]
-    finally:
-        model.train(was_training)
+    with counting(model):
+        counts = [count_flops(model, batch.sample(i), within=within) for i in range(min(max_samples, len(batch)))]
     return sum(counts) / len(counts)
 
 
@@ -217,25 +226,14 @@ def analytic_lm_flops(
 def measure_visual_flops(model: nn.Module, batch: VLBatch, max_samples: int = 1) -> float:
     """Mean FLOPs per sample of the work outside the language model and the vision tower: the
     projectors or generator that turn visual features into what the LM reads."""
-    was_training = model.training
-    model.eval()
-    try:
-        with (
-            torch.inference_mode(False),
-            torch.no_grad(),
-            eager_attention(model.lm),
-            counted_attention(),
-            model.prefix_cache_off(),
-        ):
-            counts = []
-            for i in range(min(max_samples, len(batch))):
-                sample = batch.sample(i)
-                outside = count_flops(model, sample) - count_flops(model, sample, within="lm")
-                if getattr(model, "vision_tower", None) is not None:
-                    outside -= count_flops(model, sample, within="vision_tower")
-                counts.append(outside)
-    finally:
-        model.train(was_training)
+    counts = []
+    with counting(model):
+        for i in range(min(max_samples, len(batch))):
+            sample = batch.sample(i)
+            outside = count_flops(model, sample) - count_flops(model, sample, within="lm")
+            if getattr(model, "vision_tower", None) is not None:
+                outside -= count_flops(model, sample, within="vision_tower")
+            counts.append(outside)
     return sum(counts) / len(counts)
 
 

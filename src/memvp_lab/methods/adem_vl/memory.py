@@ -140,14 +140,7 @@ class AdaptiveMemory(VisualMemory):
             scores = torch.matmul(F.silu(u), keys.to(u.dtype).transpose(-1, -2))
         else:
             scores = site.activation(torch.matmul(u, keys.to(u.dtype).transpose(-1, -2)))
-        scores = adaptive_fusion(scores, self.drop)
-        bound = self._bound
-        if bound.observer is not None:
-            bound.observer(index, scores)
-        _, blocked = bound.for_batch(u.shape[0])
-        if blocked is not None:
-            scores = scores.masked_fill(blocked.unsqueeze(1), 0.0)
-        scores = F.dropout(scores, self.dropout, self.training)
+        scores = self._observed(index, adaptive_fusion(scores, self.drop))
         return self.scale * torch.matmul(scores, values.to(u.dtype))
 
     def extra_repr(self) -> str:

@@ -19,7 +19,7 @@ from memvp_lab.errors import ConfigError
 from memvp_lab.methods.adem_vl.memory import AdaptiveMemory, Similarity
 from memvp_lab.methods.contract import MethodConfig
 from memvp_lab.methods.input_space.input_prompting import DecoderOnlyInputPrompting, EncoderDecoderInputPrompting
-from memvp_lab.methods.memvp.ffn_sites import KNOWN_FORMS, describe_unrecognised, find_ffn_sites, select_sites
+from memvp_lab.methods.memvp.ffn_sites import chosen_sites
 from memvp_lab.methods.memvp.method import LayerSet
 from memvp_lab.methods.registry import register_method
 from memvp_lab.model.prompting import Prompting
@@ -139,19 +139,9 @@ class AdemVLConfig(MethodConfig):
         return sum(pooled_tokens(visual.num_tokens, size) for size in self.views(visual))
 
     def prompting(self, backbone: Backbone, visual: VisualSpec) -> AdemVLPrompting:
-        found = find_ffn_sites(backbone.model)
-        if not found:
-            raise ConfigError(
-                f"method=adem_vl found no FFN to add visual memory to in backbone={backbone.name} "
-                f"({type(backbone.model).__name__}): it has {describe_unrecognised(backbone.model)}; "
-                f"it knows {KNOWN_FORMS}"
-            )
-        sites = select_sites(found, self.layers.value, self.first_layer, self.last_layer)
-        if not sites:
-            raise ConfigError(
-                f"method.layers={self.layers.value} (first_layer={self.first_layer}, last_layer={self.last_layer}) "
-                f"matched none of the {len(found)} FFNs of backbone={backbone.name}; widen the layer range"
-            )
+        sites = chosen_sites(
+            backbone.model, "adem_vl", backbone.name, self.layers.value, self.first_layer, self.last_layer
+        )
         memory = AdaptiveMemory(
             sites,
             backbone.hidden_size,

@@ -114,3 +114,23 @@ def select_sites(sites: list[FFNSite], layers: str, first: int | None = None, la
     for stack in ("encoder", "decoder"):
         out += [s for s in chosen if s.stack == stack][first:last]
     return out
+
+
+def chosen_sites(model: nn.Module, method: str, backbone: str, layers: str, first: int | None, last: int | None):
+    """``select_sites`` of ``find_ffn_sites``, raising a ``ConfigError`` that names what the model
+    has (no FFN recognised) or the layer range to widen (none selected)."""
+    from memvp_lab.errors import ConfigError
+
+    found = find_ffn_sites(model)
+    if not found:
+        raise ConfigError(
+            f"method={method} found no FFN it can add visual memory to in backbone={backbone} "
+            f"({type(model).__name__}): it has {describe_unrecognised(model)}; it knows {KNOWN_FORMS}"
+        )
+    sites = select_sites(found, layers, first, last)
+    if not sites:
+        raise ConfigError(
+            f"method.layers={layers} (first_layer={first}, last_layer={last}) matched none of the "
+            f"{len(found)} FFNs of backbone={backbone}; widen the layer range"
+        )
+    return sites

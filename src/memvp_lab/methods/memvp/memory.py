@@ -281,20 +281,24 @@ class VisualMemory(Prompting):
             )
         return bound.entries[(p, batch)]
 
+    def _observed(self, index: int, scores: torch.Tensor) -> torch.Tensor:
+        """Activated scores (B, L, slots) as the values read them: shown to the observer, blocked
+        entries zeroed, dropout applied."""
+        bound = self._bound
+        if bound.observer is not None:
+            bound.observer(index, scores)
+        _, blocked = bound.for_batch(scores.shape[0])
+        if blocked is not None:
+            scores = scores.masked_fill(blocked.unsqueeze(1), 0.0)
+        return F.dropout(scores, self.dropout, self.training)
+
     def _retrieve(self, index: int, site: FFNSite, u: torch.Tensor) -> torch.Tensor:
         """``s * Dropout(act(u K^T)) V`` as one matmul per part: two per FFN when no slot is visual."""
         (k_own, k_shared), (v_own, v_shared) = self._kv(index, u.shape[0])
         scores = torch.matmul(u, k_shared.to(u.dtype).t())
         if k_own is not None:
             scores = torch.cat([torch.matmul(u, k_own.to(u.dtype).transpose(-1, -2)), scores], dim=-1)
-        scores = site.activation(scores)
-        bound = self._bound
-        if bound.observer is not None:
-            bound.observer(index, scores)
-        _, blocked = bound.for_batch(u.shape[0])
-        if blocked is not None:
-            scores = scores.masked_fill(blocked.unsqueeze(1), 0.0)
-        scores = F.dropout(scores, self.dropout, self.training)
+        scores = self._observed(index, site.activation(scores))
         if v_own is None:
             out = torch.matmul(scores, v_shared.to(u.dtype))
         else:

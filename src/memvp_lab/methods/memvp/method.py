@@ -12,7 +12,7 @@ from omegaconf import MISSING
 from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods.contract import MethodConfig
-from memvp_lab.methods.memvp.ffn_sites import KNOWN_FORMS, describe_unrecognised, find_ffn_sites, select_sites
+from memvp_lab.methods.memvp.ffn_sites import chosen_sites
 from memvp_lab.methods.memvp.memory import Ablation, VisualMemory, min_slots
 from memvp_lab.methods.registry import register_method
 from memvp_lab.vision.pooling import GridPool, check_pooling, pooled_tokens
@@ -69,19 +69,9 @@ class MemVPConfig(MethodConfig):
 
     def prompting(self, backbone: Backbone, visual: VisualSpec) -> VisualMemory:
         """Visual memory attached to the backbone's FFNs."""
-        found = find_ffn_sites(backbone.model)
-        if not found:
-            raise ConfigError(
-                f"method=memvp found no FFN it can append memory to in backbone={backbone.name} "
-                f"({type(backbone.model).__name__}): it has {describe_unrecognised(backbone.model)}; "
-                f"MemVP knows {KNOWN_FORMS}"
-            )
-        sites = select_sites(found, self.layers.value, self.first_layer, self.last_layer)
-        if not sites:
-            raise ConfigError(
-                f"method.layers={self.layers.value} (first_layer={self.first_layer}, last_layer={self.last_layer}) "
-                f"matched none of the {len(found)} FFNs of backbone={backbone.name}; widen the layer range"
-            )
+        sites = chosen_sites(
+            backbone.model, "memvp", backbone.name, self.layers.value, self.first_layer, self.last_layer
+        )
         memory = VisualMemory(
             sites,
             backbone.hidden_size,
