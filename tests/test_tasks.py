@@ -366,3 +366,33 @@ def test_features_command_extracts_evenly_spaced_frames_of_each_video(tmp_path):
     with torch.inference_mode():
         expected = encoder.model(((picked - encoder.mean) / encoder.std))  # the ViT's head: CLIP's projection
     np.testing.assert_allclose(stored.astype(np.float32), expected.numpy(), atol=2e-2, rtol=1e-2)
+
+
+def test_a_second_process_waits_for_the_one_writing_the_feature_file(tmp_path):
+    """Two runs preparing the same data at once: the second waits for the first's extraction, then
+    finds every image in the file (it used to fail opening a file the first held for writing)."""
+    import textwrap
+
+    from memvp_lab.data.extraction import extract_features
+
+    out = tmp_path / "features.h5"
+    images = {f"img{i}": tmp_path / f"img{i}.jpg" for i in range(3)}
+    writer = textwrap.dedent(
+        f"""
+        import time, h5py, numpy as np
+        from filelock import FileLock
+        with FileLock({str(out) + ".lock"!r}), h5py.File({str(out)!r}, "a") as f:
+            print("writing", flush=True)
+            time.sleep(3)
+            for i in range(3):
+                f.create_dataset(f"img{{i}}/features", data=np.zeros((49, 8), np.float16))
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"  # the other process holds the file now
+
+    def no_encoder():
+        raise AssertionError("every image is extracted by the other process")
+
+    assert extract_features(no_encoder, images, out) == out
+    assert proc.wait(timeout=30) == 0

@@ -75,19 +75,22 @@ def extract_features(
     if out_file.suffix not in (".h5", ".hdf5"):
         return _extract_per_image(encoder, image_paths, out_file, batch_size, trace, frames)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    if out_file.exists():  # a complete file is only read, never reopened for writing
-        with h5py.File(out_file, "r") as f:
-            if all(f"{i}/features" in f for i in image_paths):
+    # Under the lock even to look: another process writing the file holds HDF5's own lock, and an
+    # open for reading would fail instead of waiting for it.
+    with FileLock(str(out_file) + ".lock"):
+        if out_file.exists():  # a complete file is only read, never reopened for writing
+            with h5py.File(out_file, "r") as f:
+                if all(f"{i}/features" in f for i in image_paths):
+                    return out_file
+        with h5py.File(out_file, "a") as f:
+            todo = [i for i in sorted(image_paths) if f"{i}/features" not in f]
+            if not todo:
                 return out_file
-    with FileLock(str(out_file) + ".lock"), h5py.File(out_file, "a") as f:
-        todo = [i for i in sorted(image_paths) if f"{i}/features" not in f]
-        if not todo:
-            return out_file
-        log.info("extracting features of %d images into %s", len(todo), out_file)
-        for ids, tokens in _encoded_batches(encoder, image_paths, todo, batch_size, trace, frames):
-            for img_id, feats in zip(ids, tokens):
-                f.create_dataset(f"{img_id}/features", data=feats)
-            f.flush()
+            log.info("extracting features of %d images into %s", len(todo), out_file)
+            for ids, tokens in _encoded_batches(encoder, image_paths, todo, batch_size, trace, frames):
+                for img_id, feats in zip(ids, tokens):
+                    f.create_dataset(f"{img_id}/features", data=feats)
+                f.flush()
     return out_file
 
 
