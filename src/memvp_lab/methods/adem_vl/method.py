@@ -20,7 +20,7 @@ from memvp_lab.methods.adem_vl.memory import AdaptiveMemory, Similarity
 from memvp_lab.methods.contract import MethodConfig
 from memvp_lab.methods.input_space.input_prompting import DecoderOnlyInputPrompting, EncoderDecoderInputPrompting
 from memvp_lab.methods.memvp.ffn_sites import chosen_sites
-from memvp_lab.methods.memvp.method import LayerSet
+from memvp_lab.methods.memvp.method import LayerSet, check_layers
 from memvp_lab.methods.registry import register_method
 from memvp_lab.model.prompting import Prompting
 from memvp_lab.vision.pooling import MeanPool, check_pooling, pooled_tokens
@@ -112,10 +112,7 @@ class AdemVLConfig(MethodConfig):
                     "gives a sequence of tokens (vision.grid=false); set method.pool_sizes=[null]"
                 )
             check_pooling("method.pool_sizes entry", side, "avg", visual)
-        if is_encoder_decoder is False and self.layers is LayerSet.encoder:
-            raise ConfigError(
-                "method.layers=encoder but the backbone is decoder-only; set method.layers=decoder or all"
-            )
+        check_layers(self.layers, is_encoder_decoder)
         for key in ("beta", "alpha"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"method.{key}={getattr(self, key)} must be positive")

@@ -27,6 +27,12 @@ class LayerSet(str, Enum):
     all = "all"
 
 
+def check_layers(layers: LayerSet, is_encoder_decoder: bool | None) -> None:
+    """Raises ``ConfigError`` when ``method.layers=encoder`` meets a decoder-only backbone."""
+    if is_encoder_decoder is False and layers is LayerSet.encoder:
+        raise ConfigError("method.layers=encoder but the backbone is decoder-only; set method.layers=decoder or all")
+
+
 @register_method("memvp")
 @dataclass
 class MemVPConfig(MethodConfig):
@@ -57,10 +63,7 @@ class MemVPConfig(MethodConfig):
                 f"method.n={self.n} is smaller than the {needed} visual tokens of the vision encoder; "
                 f"set method.n>={needed}"
             )
-        if is_encoder_decoder is False and self.layers is LayerSet.encoder:
-            raise ConfigError(
-                "method.layers=encoder but the backbone is decoder-only; set method.layers=decoder or all"
-            )
+        check_layers(self.layers, is_encoder_decoder)
         for key in ("lam", "scale"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"method.{key}={getattr(self, key)} must be positive")

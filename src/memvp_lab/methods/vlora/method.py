@@ -12,7 +12,7 @@ from memvp_lab.backbones.backbone import Backbone
 from memvp_lab.errors import ConfigError
 from memvp_lab.methods.contract import MethodConfig
 from memvp_lab.methods.memvp.ffn_sites import find_ffn_sites
-from memvp_lab.methods.memvp.method import LayerSet
+from memvp_lab.methods.memvp.method import LayerSet, check_layers
 from memvp_lab.methods.registry import register_method
 from memvp_lab.methods.vlora.deltas import PerceptualDeltas, Target
 from memvp_lab.methods.vlora.generator import PerceptualWeightsGenerator
@@ -58,10 +58,7 @@ class VLoRAConfig(MethodConfig):
                 raise ConfigError(f"method.{key}={getattr(self, key)} must be positive")
         if self.width % self.heads:
             raise ConfigError(f"method.width={self.width} must be divisible by method.heads={self.heads}")
-        if is_encoder_decoder is False and self.layers is LayerSet.encoder:
-            raise ConfigError(
-                "method.layers=encoder but the backbone is decoder-only; set method.layers=decoder or all"
-            )
+        check_layers(self.layers, is_encoder_decoder)
 
     def targets(self, backbone: Backbone) -> tuple[list[Target], int]:
         """The linear maps that get deltas and k, the number of inserted layers (per stack)."""
