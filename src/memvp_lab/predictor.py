@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 
 from memvp_lab.config.compose import compose_config
@@ -67,16 +66,15 @@ def adapter_files(path: str | Path) -> tuple[DictConfig, Path]:
 
 
 def _apply(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
-    bad = [o for o in overrides if "=" not in o or not o.startswith(OVERRIDABLE)]
-    if bad:
-        raise ConfigError(
-            f"{' '.join(bad)}: only where the weights come from and how answers are generated can change "
-            f"({', '.join(k + '<key>=<value>' for k in OVERRIDABLE)})"
-        )
-    try:
-        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as err:
-        raise ConfigError(f"{' '.join(overrides)}: {err}") from None
+    from memvp_lab.training.finished_run import merge_overrides
+
+    return merge_overrides(
+        cfg,
+        overrides,
+        allowed=OVERRIDABLE,
+        why="only where the weights come from and how answers are generated can change "
+        f"({', '.join(k + '<key>=<value>' for k in OVERRIDABLE)})",
+    )
 
 
 def _this_machine(cfg: DictConfig) -> DictConfig:
@@ -197,15 +195,13 @@ def feature_stats_from_data(cfg: DictConfig, built: Built, trainable: Path) -> t
     """The standardisation statistics of a run whose checkpoint predates saving them, computed
     again from its training features (the same images, the same rule), which must be present."""
     from memvp_lab.errors import DataError, FeatureError
+    from memvp_lab.training.finished_run import data_module_of
 
-    datamodule = instantiate_node(cfg.task.data, _partial_=True)(
-        backbone=built.backbone, visual=built.visual, shuffle_seed=cfg.seed
-    )
+    datamodule = data_module_of(cfg, built, preload=False)
     root = datamodule.root
     try:
         if not root.exists():
             raise FileNotFoundError(datamodule.root)
-        datamodule.preload_features = False
         datamodule.setup("test")
         scale = datamodule.feature_sources.scale
         datamodule.teardown("test")

@@ -61,16 +61,30 @@ def run_config(run_dir: str | Path, data_dir: str | None = None, overrides: Sequ
             for key, value in cfg.task.data.items():
                 if isinstance(value, str) and value.startswith(old):
                     cfg.task.data[key] = str(data_dir) + value[len(old) :]
-    bad = [o for o in overrides if not o.startswith("task.") or "=" not in o]
+    return merge_overrides(
+        cfg,
+        overrides,
+        allowed=("task.",),
+        why="a finished run's model is fixed; only task settings change how it is evaluated "
+        "(task.<key>=<value>, e.g. task.generation.num_beams=5)",
+        known_keys_only=True,
+    )
+
+
+def merge_overrides(
+    cfg: DictConfig, overrides: Sequence[str], allowed: tuple[str, ...], why: str, known_keys_only: bool = False
+) -> DictConfig:
+    """``cfg`` with dot-list ``overrides`` (``key=value``) merged in, each refused unless its key
+    starts with one of ``allowed`` (``why`` says what may change); ``known_keys_only`` also refuses
+    a key the recorded config does not have (a typo would otherwise add a setting nothing reads)."""
+    bad = [o for o in overrides if "=" not in o or not o.startswith(allowed)]
     if bad:
-        raise ConfigError(
-            f"{' '.join(bad)}: a finished run's model is fixed; only task settings change how it is evaluated "
-            "(task.<key>=<value>, e.g. task.generation.num_beams=5)"
-        )
-    for override in overrides:
-        key = override.split("=", 1)[0]
-        if OmegaConf.select(cfg, key, default=None) is None and not OmegaConf.is_missing(cfg, key):
-            raise ConfigError(f"{key}: the run's config has no such key (see results.json config.task)")
+        raise ConfigError(f"{' '.join(bad)}: {why}")
+    if known_keys_only:
+        for override in overrides:
+            key = override.split("=", 1)[0]
+            if OmegaConf.select(cfg, key, default=None) is None and not OmegaConf.is_missing(cfg, key):
+                raise ConfigError(f"{key}: the run's config has no such key (see results.json config)")
     try:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as err:
@@ -107,13 +121,16 @@ def task_data(run: FinishedRun, preload: bool = True) -> VLDataModule:
     """The run's task data module (not set up): same prompt, tokenisation and feature transform
     (``standardize_features`` statistics from the training images). ``preload=False`` reads
     features on demand (for a few samples)."""
-    node = run.cfg.task.data.copy()
+    return data_module_of(run.cfg, run.built, preload)
+
+
+def data_module_of(cfg: DictConfig, built: Built, preload: bool = True) -> VLDataModule:
+    """The task data module (not set up) a run config and its built model train and evaluate on."""
+    node = cfg.task.data.copy()
     if "preload_features" in node and not preload:
         with open_dict(node):
             node.preload_features = False
-    return instantiate_node(node, _partial_=True)(
-        backbone=run.built.backbone, visual=run.built.visual, shuffle_seed=run.cfg.seed
-    )
+    return instantiate_node(node, _partial_=True)(backbone=built.backbone, visual=built.visual, shuffle_seed=cfg.seed)
 
 
 def data_module(run: FinishedRun) -> VLDataModule:
