@@ -155,7 +155,7 @@ reproduce-adem-vl-table-6: setup  ## ADEM-VL's Table VI ingredients on the embed
 report-adem-vl-table-6: setup  ## Render the CPU-scale ADEM-VL Table VI (reports/adem_vl_table6.md)
 	$(PY) -m memvp_lab.report adem_vl_table6
 
-reproduce-mini-compare-lr: setup  ## Learning-rate search of mini-compare: 4 methods x 3 rates, seed 0, validation score, then report
+reproduce-mini-compare-lr: setup  ## Learning-rate search of mini-compare: 4 methods x 4 rates, seed 0, validation score, then report
 	$(call sweep_then_report,mini_compare_lr,mini_compare_lr)
 
 report-mini-compare-lr: setup  ## Render the learning-rate search (reports/mini_compare_lr.md)

@@ -98,7 +98,7 @@ JOBS = {
     "adem_vl_coco": 2,  # LLaMA-13B, 7B
     "demo_seeds": 2 * 3,
     "mini_compare": 4 * 3,  # MemVP, ADEM-VL, VLoRA, LLaVA-LoRA x seeds
-    "mini_compare_lr": 4 * 3,  # the same methods x learning rates, seed 0  # ablation none / no_visual x seeds 0-2
+    "mini_compare_lr": 4 * 4,  # the same methods x learning rates, seed 0
     "demo_seeds_llava": 3,  # seeds 0-2
     "fig4_pooling": 5 * 3,  # pooled sizes x VQAv2/GQA/COCO, seed 0
     "fig4_pooling_memvp": 5 * 3,
