@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from helpers import TINY_DATA, make_config, rescored_vqa, shapes_annotations, tiny_overrides
@@ -228,6 +229,28 @@ def test_skip_existing_leaves_a_finished_run_alone(data_dir, tmp_path):
     metrics = train(make_config(tiny_overrides("tiny_llama", data_dir, "skip_existing=true"), tmp_path))
     assert metrics == {"test/vqa_score": 0.5}
     assert not (tmp_path / "csv").exists()  # nothing ran
+
+
+def test_skip_existing_runs_again_a_folder_holding_other_settings(data_dir, tmp_path):
+    """A sweep whose experiment file changed (here the learning rate) must not keep a cell trained
+    with the old value: the cell runs again and the old record is kept beside it."""
+    from memvp_lab.training.runs import changed_settings
+
+    cfg = make_config(tiny_overrides("tiny_llama", data_dir, "skip_existing=true"), tmp_path)
+    recorded = OmegaConf.to_container(cfg, resolve=True)
+    recorded["method"]["lr"] = 0.5
+    recorded["paths"]["data_dir"] = "/elsewhere"  # the data moved: not a difference
+    recorded["task"]["data"]["data_dir"] = "/elsewhere"
+    recorded["threads"] = 7  # how it ran, not what it computed
+    recorded["method"]["retired_setting"] = 1  # a key only one side has is not a difference
+    earlier = json.dumps({"status": "completed", "test/vqa_score": 0.5, "config": recorded})
+    (tmp_path / "results.json").write_text(earlier)
+    assert changed_settings(json.loads(earlier), cfg) == [f"method.lr: 0.5 → {cfg.method.lr!r}"]
+    metrics = train(cfg)
+    assert metrics["test/vqa_score"] != 0.5 and (tmp_path / "csv").exists()
+    assert (tmp_path / "results.previous.json").read_text() == earlier
+    # Now the folder holds this run: the same command skips it.
+    assert changed_settings(json.loads((tmp_path / "results.json").read_text()), cfg) == []
 
 
 def test_cli_multirun_logs_one_wandb_run_per_job_grouped_by_sweep(data_dir, tmp_path):

@@ -31,6 +31,8 @@ from memvp_lab.training.factory import build_model, instantiate_node
 from memvp_lab.training.lit_module import VisionLanguageTask
 from memvp_lab.training.loggers import build_loggers, finish_loggers
 from memvp_lab.training.runs import (
+    PREVIOUS_RECORD,
+    changed_settings,
     hydra_config,
     keep_completed_record,
     latest_checkpoint,
@@ -59,10 +61,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.paths.output_dir = str(out_dir)  # logs, checkpoints and results continue in the run's folder
     if cfg.get("skip_existing") and (out_dir / "results.json").exists():
         record = json.loads((out_dir / "results.json").read_text())
-        if not failed(record):
+        changed = changed_settings(record, cfg)
+        if failed(record):
+            log.info("%s holds a failed run (%s): running it again", out_dir, record.get("error"))
+        elif changed:
+            log.info(
+                "%s holds a run of other settings (%s): running it again; its results.json is kept as %s",
+                out_dir,
+                "; ".join(changed),
+                PREVIOUS_RECORD,
+            )
+            keep_completed_record(out_dir / "results.json")
+        else:
             log.info("%s already holds results.json: skipped (skip_existing=false runs it again)", out_dir)
             return {k: v for k, v in record.items() if isinstance(v, (int, float))}
-        log.info("%s holds a failed run (%s): running it again", out_dir, record.get("error"))
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))

@@ -134,6 +134,9 @@ def wandb_run_id(cfg: DictConfig, run_dir: Path) -> None:
         node.resume = "allow"
 
 
+PREVIOUS_RECORD = "results.previous.json"  # a completed record a rerun in its folder moved aside
+
+
 def keep_completed_record(path: Path) -> None:
     """Moves a completed run's results.json aside (``results.previous.json``) before a rerun in the
     same folder records its failure there, so a failed rerun never erases a finished result."""
@@ -142,4 +145,41 @@ def keep_completed_record(path: Path) -> None:
     except (OSError, json.JSONDecodeError, AttributeError):
         return
     if completed:
-        path.replace(path.with_name("results.previous.json"))
+        path.replace(path.with_name(PREVIOUS_RECORD))
+
+
+# The settings that decide what a run computes; where it writes, logs and how many threads it
+# uses do not.
+_WHAT_A_RUN_IS = ("seed", "backbone", "vision", "task", "method", "trainer")
+
+
+def changed_settings(recorded: dict, cfg: DictConfig) -> list[str]:
+    """``key: recorded → now`` for each setting that decides what a run computes and differs
+    between a finished run's results.json and ``cfg``; a key only one side has (a setting added
+    or retired since) is not a difference. Data and cache folders compare by what lies under them,
+    so moving the data folder (``MEMVP_LAB_DATA``) changes nothing."""
+    old, new = recorded.get("config") or {}, OmegaConf.to_container(cfg, resolve=True)
+
+    def leaves(config: dict) -> dict[str, object]:
+        roots = {
+            str(v): f"<{k}>" for k, v in (config.get("paths") or {}).items() if k in ("data_dir", "cache_dir") and v
+        }
+        out: dict[str, object] = {}
+
+        def walk(node, key: str) -> None:
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    walk(v, f"{key}.{k}" if key else str(k))
+                return
+            if isinstance(node, str):
+                for root, name in roots.items():
+                    node = node.replace(root, name) if node.startswith(root) else node
+            out[key] = node
+
+        for section in _WHAT_A_RUN_IS:
+            if section in config:
+                walk(config[section], section)
+        return out
+
+    before, now = leaves(old), leaves(new)
+    return [f"{k}: {before[k]!r} → {now[k]!r}" for k in sorted(before.keys() & now.keys()) if before[k] != now[k]]
