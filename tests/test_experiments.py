@@ -410,3 +410,20 @@ def test_adem_vl_table6_rows_turn_on_one_ingredient_each(root):
         "multiscale": ((None, "half"), "mean", "silu_both", 0.0),
         "fusion": ((None, "half"), "mean", "silu_both", 0.1),
     }
+
+
+def test_mini_compare_trains_each_method_at_the_rate_its_search_chose(root):
+    """mini_compare's rates are the ones its learning-rate search swept, one per swept method, and
+    every job trains at its method's rate (not at the method's embedded-default rate)."""
+    spec = OmegaConf.load(EXPERIMENTS / "mini_compare.yaml")
+    search = OmegaConf.load(EXPERIMENTS / "mini_compare_lr.yaml").hydra.sweeper.params
+    searched = {float(r) for r in str(search["method.lr"]).split(",")}
+    chosen = dict(spec.lr_by_method)
+    assert (
+        sorted(chosen)
+        == sorted(str(search.method).split(","))
+        == sorted(str(spec.hydra.sweeper.params.method).split(","))
+    )
+    assert set(chosen.values()) <= searched
+    for _, config in composed("mini_compare", root):
+        assert config["method"]["lr"] == chosen[config["method"]["name"]]
