@@ -427,3 +427,6 @@ def test_mini_compare_trains_each_method_at_the_rate_its_search_chose(root):
     assert set(chosen.values()) <= searched
     for _, config in composed("mini_compare", root):
         assert config["method"]["lr"] == chosen[config["method"]["name"]]
+    # The map decides the rate (its values happen to equal some methods' default rates).
+    cfg = make_config(["experiment=mini_compare", "method=vlora", "lr_by_method.vlora=0.0003"], output_dir=Path(root))
+    assert cfg.method.lr == 0.0003

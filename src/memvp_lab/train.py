@@ -61,10 +61,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.paths.output_dir = str(out_dir)  # logs, checkpoints and results continue in the run's folder
     if cfg.get("skip_existing") and (out_dir / "results.json").exists():
         record = json.loads((out_dir / "results.json").read_text())
-        changed = changed_settings(record, cfg)
         if failed(record):
             log.info("%s holds a failed run (%s): running it again", out_dir, record.get("error"))
-        elif changed:
+        elif changed := changed_settings(record, cfg):
             log.info(
                 "%s holds a run of other settings (%s): running it again; its results.json is kept as %s",
                 out_dir,

@@ -24,6 +24,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from memvp_lab.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class FFNSite:
@@ -116,11 +118,11 @@ def select_sites(sites: list[FFNSite], layers: str, first: int | None = None, la
     return out
 
 
-def chosen_sites(model: nn.Module, method: str, backbone: str, layers: str, first: int | None, last: int | None):
+def chosen_sites(
+    model: nn.Module, method: str, backbone: str, layers: str, first: int | None, last: int | None
+) -> list[FFNSite]:
     """``select_sites`` of ``find_ffn_sites``, raising a ``ConfigError`` that names what the model
     has (no FFN recognised) or the layer range to widen (none selected)."""
-    from memvp_lab.errors import ConfigError
-
     found = find_ffn_sites(model)
     if not found:
         raise ConfigError(
