@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 
@@ -28,9 +29,14 @@ def test_every_config_file_starts_with_a_comment_and_a_command():
         assert any("python -m memvp_lab" in l for l in lines if l.startswith("#")), path
 
 
+@functools.cache
+def family_of(backbone: str) -> str:
+    return make_config([f"backbone={backbone}"]).backbone.family
+
+
 def expected_error(method: str, backbone: str, vision: str) -> str | None:
     """The key a start-up error must name for an invalid combination (None: valid)."""
-    family = make_config([f"backbone={backbone}"]).backbone.family
+    family = family_of(backbone)
     if backbone == "hf_causal":  # a required key, checked before anything else
         return "backbone.model_id is required"
     if vision == "clip_vit_l14":  # trains ViT adapters; shapes_vqa serves pre-extracted features
