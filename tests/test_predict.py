@@ -23,6 +23,7 @@ import yaml
 import memvp_lab
 from helpers import make_config as compose
 from helpers import shapes_annotations, tiny_overrides
+from memvp_lab import predict
 from memvp_lab.data.images import load_image
 from memvp_lab.errors import CheckpointMismatch, ConfigError
 from memvp_lab.train import train
@@ -115,10 +116,19 @@ def test_predict_cli_single_folder_and_jsonl(run, tmp_path):
         (["image=x.jpg", "question=q", "method.n=3"], "error: method.n: not a setting of python -m memvp_lab.predict"),
     ],
 )
-def test_predict_bad_input_is_one_line_naming_it(run, tmp_path, args, message):
-    proc = _cli("memvp_lab.predict", [f"run_dir={run}", *args], tmp_path)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+def test_predict_bad_input_is_one_line_naming_it(run, tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MEMVP_LAB_DATA", str(tmp_path / "no-data-here"))
+    assert predict.main([f"run_dir={run}", *args]) == 2  # in-process; the next test runs the command
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith(message) and "Traceback" not in err, err[-2000:]
+
+
+def test_the_command_reports_bad_input_without_a_traceback(run, tmp_path):
+    proc = _cli("memvp_lab.predict", [f"run_dir={run}", "image=missing.jpg", "question=what?"], tmp_path)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith("error: image=missing.jpg: no such file")
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_exported_folder_answers_after_the_run_is_deleted(run, tmp_path):
