@@ -19,9 +19,10 @@ LOCK        := requirements.lock
 PIP_VERSION := 26.3
 UV_VERSION  := 0.13.9
 # Test processes (pytest-xdist): one per core. A test file's tests stay in one process, so its
-# module fixtures (a trained run, a DDP reference run) are made once. WORKERS=0: one process.
+# module fixtures (a trained run, a DDP reference run) are made once; files are handed out in the
+# order tests/conftest.py gives (the longest first). WORKERS=0: one process.
 WORKERS     ?= 2
-PYTEST      := $(PY) -m pytest -q -n $(WORKERS) --dist loadfile
+PYTEST      := $(PY) -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: help setup lock java data demo demo-seeds report-demo-seeds lint format test test-fast test-slow params list-experiments reproduce-table-1 report-table-1 reproduce-table-2 report-table-2 reproduce-table-3 report-table-3 reproduce-table-4 report-table-4 reproduce-table-8 report-table-8 reproduce-fig-4 report-fig-4 reproduce-mini-table-3 report-mini-table-3 reproduce-mini-table-4 report-mini-table-4 reproduce-adem-vl-table-6 report-adem-vl-table-6 reproduce-mini-compare-lr report-mini-compare-lr reproduce-mini-compare report-mini-compare bench visualize clean-venv
 

@@ -27,3 +27,26 @@ def data_dir(tmp_path_factory) -> Path:
 def _deterministic_threads():
     torch.manual_seed(0)
     yield
+
+
+# The files whose tests run whole trainings in subprocesses, longest first (their time in
+# `make test PYTEST_ADDOPTS=--durations=0`, summed per file). pytest-xdist gives a worker one file
+# at a time (Makefile: --dist loadfile --no-loadscope-reorder keeps this order); started first,
+# they run beside each other and the many short files fill in at the end, instead of one worker
+# running a long file alone while the other has finished.
+LONGEST_FIRST = (
+    "test_readme_commands.py",
+    "test_reproducibility.py",
+    "test_train_entry.py",
+    "test_experiments.py",
+    "test_configs.py",
+    "test_predict.py",
+    "test_mini_reproductions.py",
+    "test_resume.py",
+    "test_ddp.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
