@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -48,40 +47,3 @@ def test_smollm2_cache_matches_the_gguf():
     with torch.no_grad():
         assert torch.equal(backbone.model(ids).logits, reference(ids).logits)
     assert backbone.tokenizer.eos_token == "<|im_end|>"
-
-
-@pytest.mark.slow
-def test_real_default_runs_a_few_steps(tmp_path):
-    """`python -m memvp_lab.train` as shipped, cut to a few steps on a small generated dataset."""
-    from memvp_lab.train import train
-
-    cfg = make_config(
-        [
-            "trainer.max_steps=3",
-            "trainer.val_check_interval=3",
-            "trainer.limit_test_batches=1",
-            "trainer.limit_val_batches=1",
-            "logger=csv",
-            f"paths.data_dir={tmp_path / 'data'}",
-            "task.data.num_train_images=24",
-            "task.data.num_val_questions=10",
-            "task.data.num_test_questions=20",
-            "flops_samples=2",
-        ],
-        tmp_path,
-    )
-    assert (cfg.backbone.name, cfg.vision.name, cfg.method.name) == ("smollm2_135m", "efficientnet_lite0", "memvp")
-    train(cfg)
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["params/trainable"] == 312_000  # 2 x 64 x 576 + (1280x128+128) + (128x576+576)
-    assert results["params/total"] == 134_515_008 + 312_000
-    # Shapes prompts are 8-14 tokens and answers 2 (word + <|im_end|>): the measured per-sample
-    # FLOPs lie between the analytic counts of the shortest and the longest sample.
-    from transformers import AutoConfig
-
-    from memvp_lab.model.flops import MemorySpec, analytic_lm_flops
-
-    config = AutoConfig.from_pretrained(Path(cfg.paths.cache_dir) / "smollm2-135m-instruct")
-    memory = MemorySpec(slots=64, decoder_sites=10)  # memory in FFNs 20-29 (layers 0-19 cached, still counted)
-    low, high = (analytic_lm_flops(config, p, 2, memory) / 1e9 for p in (8, 14))
-    assert low <= results["flops/lm_gflops_per_sample"] <= high

@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from transformers import AutoConfig
 
 from helpers import REPO, TINY_DATA, make_config, tiny_overrides
 from memvp_lab.data import shapes_vqa
 from memvp_lab.errors import NonFiniteLossError
+from memvp_lab.model.flops import MemorySpec, analytic_lm_flops
 from memvp_lab.train import train
 
 pytestmark = pytest.mark.slow  # integration tier: whole runs compared
@@ -72,7 +74,8 @@ def test_first_run_equals_a_run_on_prepared_data(method, backbone, tmp_path):
 def test_real_default_first_run_equals_later_run(tmp_path):
     """`python -m memvp_lab.train` on an empty data folder and an empty model cache (it generates,
     extracts and converts SmolLM2), then again on the filled ones: identical numbers. Before the
-    conversion ran on its own random streams, the first run trained differently."""
+    conversion ran on its own random streams, the first run trained differently. The run is the
+    default as shipped: its model, trainable count and measured FLOPs are checked too."""
     env = {**os.environ, "MEMVP_LAB_DATA": str(tmp_path / "data"), "MEMVP_LAB_CACHE": str(tmp_path / "cache")}
     short = [
         "trainer.max_steps=8",
@@ -99,6 +102,23 @@ def test_real_default_first_run_equals_later_run(tmp_path):
     assert len(training_losses(first)) == 8 and training_losses(first) == training_losses(later)
     assert (first / "predictions_test.json").read_bytes() == (later / "predictions_test.json").read_bytes()
     assert scores(first) == scores(later)
+
+    # The default as shipped: its model, parameter counts and measured FLOPs.
+    results = json.loads((first / "results.json").read_text())
+    config = results["config"]
+    assert (config["backbone"]["name"], config["vision"]["name"], config["method"]["name"]) == (
+        "smollm2_135m",
+        "efficientnet_lite0",
+        "memvp",
+    )
+    assert results["params/trainable"] == 312_000  # 2 x 64 x 576 + (1280x128+128) + (128x576+576)
+    assert results["params/total"] == 134_515_008 + 312_000
+    # Shapes prompts are 8-14 tokens and answers 2 (word + <|im_end|>): the measured per-sample
+    # FLOPs lie between the analytic counts of the shortest and the longest sample.
+    smollm2 = AutoConfig.from_pretrained(tmp_path / "cache" / "smollm2-135m-instruct")
+    memory = MemorySpec(slots=64, decoder_sites=10)  # memory in FFNs 20-29 (layers 0-19 cached, still counted)
+    low, high = (analytic_lm_flops(smollm2, p, 2, memory) / 1e9 for p in (8, 14))
+    assert low <= results["flops/lm_gflops_per_sample"] <= high
 
 
 def test_test_split_does_not_depend_on_the_training_set(tmp_path):
