@@ -29,21 +29,23 @@ def _deterministic_threads():
     yield
 
 
-# The files whose tests run whole trainings in subprocesses, longest first (their time in
+# The test files that take longest, longest first (their time in
 # `make test PYTEST_ADDOPTS=--durations=0`, summed per file). pytest-xdist gives a worker one file
 # at a time (Makefile: --dist loadfile --no-loadscope-reorder keeps this order); started first,
 # they run beside each other and the many short files fill in at the end, instead of one worker
 # running a long file alone while the other has finished.
 LONGEST_FIRST = (
     "test_readme_commands.py",
+    "test_configs.py",
     "test_reproducibility.py",
     "test_train_entry.py",
-    "test_experiments.py",
-    "test_configs.py",
-    "test_predict.py",
     "test_mini_reproductions.py",
-    "test_resume.py",
+    "test_predict.py",
+    "test_experiments.py",
     "test_ddp.py",
+    "test_bench.py",
+    "test_hf_families.py",
+    "test_methods.py",
 )
 
 
