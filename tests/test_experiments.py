@@ -213,17 +213,14 @@ def test_paper_rows_are_exactly_the_rows_the_sweeps_produce(report, root):
     assert {column["task"] for column in spec["columns"]} == tasks
 
 
-@functools.cache
-def _task_metric_keys(task: str, split: str = "test") -> frozenset[str]:
+def _task_metric_keys(task: str, split: str = "test") -> set[str]:
     evaluator = _evaluator(task)
     if isinstance(evaluator, CaptionEvaluator):  # sibling metrics: test/cider, test/bleu4, ...
-        return frozenset(f"{split}/{k}" for k in (evaluator.primary, *evaluator.breakdown))
-    return frozenset(
-        {f"{split}/{evaluator.primary}", *(f"{split}/{evaluator.primary}/{b}" for b in evaluator.breakdown)}
-    )
+        return {f"{split}/{k}" for k in (evaluator.primary, *evaluator.breakdown)}
+    return {f"{split}/{evaluator.primary}", *(f"{split}/{evaluator.primary}/{b}" for b in evaluator.breakdown)}
 
 
-@functools.cache
+@functools.cache  # composing a task's config is the slow part; columns share tasks
 def _evaluator(task: str):
     return instantiate(make_config([f"task={task}"]).task.evaluator)
 
