@@ -291,6 +291,35 @@ def test_report_names_the_vqa_rule_warns_on_mixed_versions_and_shows_failed_cell
     assert rows[("bart_base/memvp", "VQAv2 VQA score")]["rule"] == "vl_t5"
 
 
+def test_report_names_the_commits_of_its_runs_and_warns_about_uncommitted_code(tmp_path):
+    runs = tmp_path / "runs"
+    clean_a = {"sha": "4557e309be0ed1a30b6bc0962862e2b60bc63cdc", "dirty": False}
+    clean_b = {"sha": "4ebbcbe0000000000000000000000000000000000", "dirty": False}
+    for seed in (0, 1):
+        _result(
+            runs, "bart_base", "memvp", "vqav2", seed, {"status": "completed", "test/vqa_score": 0.6, "git": clean_a}
+        )
+    _result(runs, "bart_base", "memvp", "vqav2", 2, {"status": "completed", "test/vqa_score": 0.6, "git": clean_b})
+    _result(runs, "bart_base", "lora", "vqav2", 0, {"status": "completed", "test/vqa_score": 0.5})  # no git record
+    main(["table1", "--results", str(runs), "--out", str(tmp_path / "one")])
+    markdown = (tmp_path / "one" / "table1.md").read_text()
+    assert "- runs made at commits 4557e30 (2 runs), 4ebbcbe (1 run)\n" in markdown
+    assert "uncommitted" not in markdown
+
+    _result(
+        runs,
+        "bart_base",
+        "lora",
+        "vqav2",
+        1,
+        {"status": "completed", "test/vqa_score": 0.5, "git": {**clean_a, "dirty": True}},
+    )
+    main(["table1", "--results", str(runs), "--out", str(tmp_path / "two")])
+    markdown = (tmp_path / "two" / "table1.md").read_text()
+    assert "- runs made at commits 4557e30 (3 runs), 4ebbcbe (1 run)\n" in markdown
+    assert "- warning: 1 run at 4557e30 had uncommitted changes: no commit holds the code they ran" in markdown
+
+
 def test_report_warns_when_a_column_mixes_vqa_rules(tmp_path):
     runs = tmp_path / "runs"
     for seed, rule in enumerate(("official", "vl_t5")):

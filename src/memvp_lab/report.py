@@ -13,7 +13,8 @@ a dotted key its value (``method.ablation``; null shown as ``null``). Cells with
 ``missing`` (never 0); cells whose runs failed (``"status": "failed"`` in their results.json) say
 ``failed``. The report names the rule that scored a metric where a task has more than one
 (``metric_rule``: VQA accuracy ``official`` or ``vl_t5``) and warns when the runs of one table
-were made with different package versions. Writes ``<out>/<name>.md`` and ``<name>.csv``; when the json declares a
+were made with different package versions; it names the commits the runs were made at and
+warns about runs made with uncommitted changes. Writes ``<out>/<name>.md`` and ``<name>.csv``; when the json declares a
 ``plot`` (``{"x": metric(s), "y": metric(s), "series": row key}``), also ``<out>/<name>.png``:
 one point per row, the mean of its columns of those metrics, measured beside the paper's.
 A json with ``"without_paper": true`` tabulates our runs only (no paper value exists, e.g. the

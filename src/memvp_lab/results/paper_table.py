@@ -86,6 +86,34 @@ def version_warnings(runs: list[dict]) -> list[str]:
     ]
 
 
+def commit_notes(runs: list[dict]) -> list[str]:
+    """Which commits the runs were made at (short shas and runs each, in the order the runs were
+    read), and a warning for runs made from a work tree with uncommitted changes: no commit holds
+    the code they ran. Runs without a recorded commit (W&B, older files) are left out."""
+    commits: Counter = Counter()
+    dirty: Counter = Counter()
+    for run in runs:
+        git = run.get("git") or {}
+        if not git.get("sha"):
+            continue
+        commits[git["sha"][:7]] += 1
+        dirty[git["sha"][:7]] += bool(git.get("dirty"))
+
+    def plural(n: int) -> str:
+        return f"{n} run{'s' if n > 1 else ''}"
+
+    notes = []
+    if commits:
+        listed = ", ".join(f"{sha} ({plural(n)})" for sha, n in commits.items())
+        notes.append(f"runs made at commit{'s' if len(commits) > 1 else ''} {listed}")
+    notes += [
+        f"warning: {plural(n)} at {sha} had uncommitted changes: no commit holds the code they ran"
+        for sha, n in dirty.items()
+        if n
+    ]
+    return notes
+
+
 def scoring_notes(spec: dict, rows: dict[str, list[Cell]]) -> list[str]:
     """Which rule scored the columns that have one (VQA accuracy), one line per rule; a warning
     for a column that mixes rules."""
@@ -134,7 +162,12 @@ def render_markdown(spec: dict, rows: dict[str, list[Cell]], runs: list[dict] | 
         "that ended with an error (their results.json says which).",
     ]
     notes = spec.get("notes") or []
-    notes = [*([notes] if isinstance(notes, str) else notes), *scoring_notes(spec, rows), *version_warnings(runs or [])]
+    notes = [
+        *([notes] if isinstance(notes, str) else notes),
+        *scoring_notes(spec, rows),
+        *version_warnings(runs or []),
+        *commit_notes(runs or []),
+    ]
     lines += ["", "Notes:", *(f"- {n}" for n in notes)] if notes else []
     return "\n".join(lines)
 
