@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from memvp_lab.errors import ConfigError
 from memvp_lab.key_value_cli import parse_key_values, positive_int, run_tool
 from memvp_lab.paths import write_text_atomic
-from memvp_lab.results.records import git_state, package_versions
+from memvp_lab.results.records import code_state, package_versions
 from memvp_lab.results.run_summary import format_summary
 from memvp_lab.training.factory import instantiate_node
 from memvp_lab.training.finished_run import load_run, task_data
@@ -55,6 +55,7 @@ def evaluate(
         raise ConfigError(f"split={split}: expected one of {', '.join(SPLITS)}")
     if threads:
         torch.set_num_threads(int(threads))
+    code_state()  # the commit this process's code came from, read before the evaluation runs
     run = load_run(run_dir, data_dir, device, overrides)
     cfg = run.cfg
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "evaluate" / split
@@ -91,7 +92,7 @@ def evaluate(
         "metrics": metrics,
         **({"metric_rule": evaluator.rule} if getattr(evaluator, "rule", None) else {}),
         "versions": package_versions(),
-        "git": git_state(),
+        "git": code_state(),
     }
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / RECORD, json.dumps(record, indent=2))

@@ -23,7 +23,7 @@ from memvp_lab.config.schemas import register_configs
 from memvp_lab.config.validate import check_task_features
 from memvp_lab.errors import USER_ERRORS
 from memvp_lab.paths import config_dir
-from memvp_lab.results.records import failed, write_failure, write_results
+from memvp_lab.results.records import code_state, failed, write_failure, write_results
 from memvp_lab.results.run_summary import format_summary
 from memvp_lab.training.callbacks import StepTimer, build_callbacks, peak_memory
 from memvp_lab.training.checkpoint import save_run_adapter
@@ -75,6 +75,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("%s already holds results.json: skipped (skip_existing=false runs it again)", out_dir)
             return {k: v for k, v in record.items() if isinstance(v, (int, float))}
     out_dir.mkdir(parents=True, exist_ok=True)
+    code_state()  # the commit this process's code came from, read before a commit can land mid-run
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True)

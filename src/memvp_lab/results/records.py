@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -46,6 +47,15 @@ def git_state(cwd: Path | None = None) -> dict[str, object]:
     except (OSError, subprocess.CalledProcessError):
         return {"sha": None, "dirty": None}
     return {"sha": sha, "dirty": dirty}
+
+
+@functools.cache
+def code_state() -> dict[str, object]:
+    """:func:`git_state` of this package's checkout, read once per process. ``train`` reads it
+    before training, so a record names the commit of the code the process imported even when a
+    commit lands (or a file changes) while the run trains; the later runs of a multirun share it,
+    as they share the imported code."""
+    return git_state()
 
 
 def cpu_name() -> str:
@@ -111,7 +121,7 @@ def _write_record(path: Path, outcome: dict, cfg: DictConfig | None) -> dict:
     record = {
         **outcome,
         "versions": package_versions(),
-        "git": git_state(),
+        "git": code_state(),
         "machine": machine(),
         "config": _config(cfg),
     }
