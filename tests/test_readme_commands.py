@@ -62,6 +62,7 @@ RUN: dict[str, tuple[str, ...]] = {
     "python -m memvp_lab.params --backbone llama_7b llama_13b": (),
     "python -m memvp_lab.params vision=clip_vit_l14_336 --backbone llama_7b --method vlora_official": (),
     "python -m memvp_lab.prepare scienceqa --root <dir> --dry-run": (),
+    "python -m memvp_lab.train experiment=demo_seeds_llava seed=0 threads=2 logger=csv": SCALE,
 }
 # README command -> the test that runs it (or its make recipe) as a user would, at a small scale.
 ELSEWHERE = {
@@ -196,12 +197,15 @@ def test_readme_commands_run_as_typed(tmp_path):
     chosen = sorted((r["config"]["method"]["name"], r["config"]["method"].get("ablation")) for r in outputs)
     assert chosen == [
         ("llava_lora", None),
+        ("llava_lora", None),  # method=llava_lora, and the demo_seeds_llava probe with threads=2
         ("memvp", "no_visual"),
         ("memvp", "none"),
         ("memvp", "none"),
         ("memvp", "none"),
     ]
     assert {r["config"]["backbone"]["name"] for r in outputs} == {"smollm2_135m", "tiny_llama", "hf_causal"}
+    probe = [r for r in outputs if r["config"].get("experiment_name") == "demo_seeds"]
+    assert [r["config"]["threads"] for r in probe] == [2]
     assert places["<model folder>"] in {r["config"]["backbone"].get("model_id") for r in outputs}
     sweep = [record for _, record in _records(tmp_path / "multirun")]
     assert sorted(r["config"]["method"]["lr"] for r in sweep) == [1e-3, 3e-3]
