@@ -72,6 +72,10 @@ def build_table(spec: dict, runs: list[dict]) -> dict[str, list[Cell]]:
     return rows
 
 
+def _runs(n: int) -> str:
+    return f"{n} run{'s' if n > 1 else ''}"
+
+
 def version_warnings(runs: list[dict]) -> list[str]:
     """One line per package whose version differs between the runs of a table."""
     seen: dict[str, Counter] = {}
@@ -80,7 +84,7 @@ def version_warnings(runs: list[dict]) -> list[str]:
             seen.setdefault(package, Counter())[version] += 1
     return [
         f"warning: runs made with different {package} versions: "
-        + ", ".join(f"{v} ({n} run{'s' if n > 1 else ''})" for v, n in sorted(counts.items()))
+        + ", ".join(f"{v} ({_runs(n)})" for v, n in sorted(counts.items()))
         for package, counts in sorted(seen.items())
         if len(counts) > 1
     ]
@@ -99,15 +103,12 @@ def commit_notes(runs: list[dict]) -> list[str]:
         commits[git["sha"][:7]] += 1
         dirty[git["sha"][:7]] += bool(git.get("dirty"))
 
-    def plural(n: int) -> str:
-        return f"{n} run{'s' if n > 1 else ''}"
-
     notes = []
     if commits:
-        listed = ", ".join(f"{sha} ({plural(n)})" for sha, n in commits.items())
+        listed = ", ".join(f"{sha} ({_runs(n)})" for sha, n in commits.items())
         notes.append(f"runs made at commit{'s' if len(commits) > 1 else ''} {listed}")
     notes += [
-        f"warning: {plural(n)} at {sha} had uncommitted changes: no commit holds the code they ran"
+        f"warning: {_runs(n)} at {sha} had uncommitted changes: no commit holds the code they ran"
         for sha, n in dirty.items()
         if n
     ]
