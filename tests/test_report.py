@@ -320,6 +320,24 @@ def test_report_names_the_commits_of_its_runs_and_warns_about_uncommitted_code(t
     assert "- warning: 1 run at 4557e30 had uncommitted changes: no commit holds the code they ran" in markdown
 
 
+def test_report_names_the_thread_count_of_its_runs_and_warns_when_they_differ(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        _result(runs, "bart_base", "memvp", "vqav2", seed, {"test/vqa_score": 0.6, "machine": {"torch_threads": 1}})
+    _result(runs, "bart_base", "lora", "vqav2", 0, {"test/vqa_score": 0.5})  # no machine record: not counted
+    main(["table1", "--results", str(runs), "--out", str(tmp_path / "one")])
+    assert "- runs made with 1 torch thread (2 runs)\n" in (tmp_path / "one" / "table1.md").read_text()
+
+    _result(runs, "bart_base", "lora", "vqav2", 1, {"test/vqa_score": 0.5, "machine": {"torch_threads": 2}})
+    main(["table1", "--results", str(runs), "--out", str(tmp_path / "two")])
+    markdown = (tmp_path / "two" / "table1.md").read_text()
+    assert (
+        "- warning: runs made with different torch thread counts: 1 (2 runs), 2 (1 run); a run repeats to the "
+        "last digit only at its own thread count\n" in markdown
+    )
+    assert "runs made with 1 torch thread" not in markdown
+
+
 def test_report_warns_when_a_column_mixes_vqa_rules(tmp_path):
     runs = tmp_path / "runs"
     for seed, rule in enumerate(("official", "vl_t5")):

@@ -224,23 +224,47 @@ def test_skip_existing_leaves_a_finished_run_alone(data_dir, tmp_path):
 def test_skip_existing_runs_again_a_folder_holding_other_settings(data_dir, tmp_path):
     """A sweep whose experiment file changed (here the learning rate) must not keep a cell trained
     with the old value: the cell runs again and the old record is kept beside it."""
-    from memvp_lab.training.runs import changed_settings
+    from memvp_lab.training.runs import changed_settings, run_threads
 
     cfg = make_config(tiny_overrides("tiny_llama", data_dir, "skip_existing=true"), tmp_path)
     recorded = OmegaConf.to_container(cfg, resolve=True)
     recorded["method"]["lr"] = 0.5
     recorded["paths"]["data_dir"] = "/elsewhere"  # the data moved: not a difference
     recorded["task"]["data"]["data_dir"] = "/elsewhere"
-    recorded["threads"] = 7  # how it ran, not what it computed
     recorded["method"]["retired_setting"] = 1  # a key only one side has is not a difference
-    earlier = json.dumps({"status": "completed", "test/vqa_score": 0.5, "config": recorded})
+    threads = run_threads(cfg)  # the count this run will use: `threads`, else torch's default
+    machine = {"torch_threads": threads}
+    earlier = json.dumps({"status": "completed", "test/vqa_score": 0.5, "config": recorded, "machine": machine})
     (tmp_path / "results.json").write_text(earlier)
     assert changed_settings(json.loads(earlier), cfg) == [f"method.lr: 0.5 → {cfg.method.lr!r}"]
+    # Another thread count sums floats in another order: a difference, named by the counts used.
+    other = {"status": "completed", "config": recorded, "machine": {"torch_threads": threads + 6}}
+    assert changed_settings(other, cfg) == [
+        f"method.lr: 0.5 → {cfg.method.lr!r}",
+        f"threads: {threads + 6} → {threads}",
+    ]
     metrics = train(cfg)
     assert metrics["test/vqa_score"] != 0.5 and (tmp_path / "csv").exists()
     assert (tmp_path / "results.previous.json").read_text() == earlier
     # Now the folder holds this run: the same command skips it.
     assert changed_settings(json.loads((tmp_path / "results.json").read_text()), cfg) == []
+
+
+def test_a_run_without_threads_uses_torchs_default_after_a_job_that_set_a_count(data_dir, tmp_path):
+    """The jobs of a multirun share a process: a cell with `threads: null` after one that set a
+    count must not inherit it (the count changes the run's numbers)."""
+    from memvp_lab.training.runs import DEFAULT_THREADS
+
+    torch.set_num_threads(DEFAULT_THREADS + 1)  # what an earlier job with threads=<n> leaves behind
+    try:
+        train(make_config(tiny_overrides("tiny_llama", data_dir), tmp_path / "default"))
+        assert torch.get_num_threads() == DEFAULT_THREADS
+        train(make_config(tiny_overrides("tiny_llama", data_dir, "threads=1"), tmp_path / "one"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(DEFAULT_THREADS)
+    recorded = [json.loads((tmp_path / d / "results.json").read_text())["machine"] for d in ("default", "one")]
+    assert [m["torch_threads"] for m in recorded] == [DEFAULT_THREADS, 1]
 
 
 def test_cli_multirun_gives_one_folder_and_one_wandb_run_per_job_grouped_by_sweep(data_dir, tmp_path):

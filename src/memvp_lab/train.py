@@ -38,6 +38,7 @@ from memvp_lab.training.runs import (
     latest_checkpoint,
     register_resolvers,
     resume_point,
+    run_threads,
     wandb_run_id,
 )
 
@@ -76,8 +77,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             return {k: v for k, v in record.items() if isinstance(v, (int, float))}
     out_dir.mkdir(parents=True, exist_ok=True)
     code_state()  # the commit this process's code came from, read before a commit can land mid-run
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    torch.set_num_threads(run_threads(cfg))  # also resets a count an earlier job of a multirun set
     L.seed_everything(cfg.seed, workers=True)
     trainer, loggers = None, []
     try:

@@ -115,6 +115,23 @@ def commit_notes(runs: list[dict]) -> list[str]:
     return notes
 
 
+def thread_notes(runs: list[dict]) -> list[str]:
+    """How many torch threads the runs used (``machine.torch_threads`` of their results.json): a
+    note when they agree, a warning when they do not. The thread count changes the order of float
+    sums, so a run repeats to the last digit only at the thread count it was made with."""
+    counts = Counter(run["machine"]["torch_threads"] for run in runs if (run.get("machine") or {}).get("torch_threads"))
+    if len(counts) == 1:
+        ((threads, n),) = counts.items()
+        return [f"runs made with {threads} torch thread{'s' if threads > 1 else ''} ({_runs(n)})"]
+    if counts:
+        listed = ", ".join(f"{t} ({_runs(n)})" for t, n in sorted(counts.items()))
+        return [
+            f"warning: runs made with different torch thread counts: {listed}; a run repeats to the last digit "
+            "only at its own thread count"
+        ]
+    return []
+
+
 def scoring_notes(spec: dict, rows: dict[str, list[Cell]]) -> list[str]:
     """Which rule scored the columns that have one (VQA accuracy), one line per rule; a warning
     for a column that mixes rules."""
@@ -168,6 +185,7 @@ def render_markdown(spec: dict, rows: dict[str, list[Cell]], runs: list[dict] | 
         *scoring_notes(spec, rows),
         *version_warnings(runs or []),
         *commit_notes(runs or []),
+        *thread_notes(runs or []),
     ]
     lines += ["", "Notes:", *(f"- {n}" for n in notes)] if notes else []
     return "\n".join(lines)

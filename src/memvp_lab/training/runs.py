@@ -11,6 +11,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from memvp_lab.errors import ConfigError
@@ -148,15 +149,25 @@ def keep_completed_record(path: Path) -> None:
         path.replace(path.with_name(PREVIOUS_RECORD))
 
 
-# The settings that decide what a run computes; where it writes, logs and how many threads it
-# uses do not.
+# The settings that decide what a run computes; where it writes and logs do not. The torch thread
+# count does too (it sets the order of float sums), compared as the count a run used.
 _WHAT_A_RUN_IS = ("seed", "backbone", "vision", "task", "method", "trainer")
+
+# torch's thread count when the process started (all cores), before any run set its own: what
+# `threads: null` means, also for the later jobs of a multirun whose earlier jobs set a count.
+DEFAULT_THREADS = torch.get_num_threads()
+
+
+def run_threads(cfg: DictConfig) -> int:
+    """The torch intra-op thread count a run of ``cfg`` uses: ``threads``, or torch's default."""
+    return int(cfg.get("threads") or DEFAULT_THREADS)
 
 
 def changed_settings(recorded: dict, cfg: DictConfig) -> list[str]:
     """``key: recorded → now`` for each setting that decides what a run computes and differs
-    between a finished run's results.json and ``cfg``; a key only one side has (a setting added
-    or retired since) is not a difference. Data and cache folders compare by what lies under them,
+    between a finished run's results.json and ``cfg``, the torch thread count included (the one
+    the run used, ``machine.torch_threads``); a key only one side has (a setting added or retired
+    since) is not a difference. Data and cache folders compare by what lies under them,
     so moving the data folder (``MEMVP_LAB_DATA``) changes nothing."""
     old, new = recorded.get("config") or {}, OmegaConf.to_container(cfg, resolve=True)
 
@@ -182,4 +193,6 @@ def changed_settings(recorded: dict, cfg: DictConfig) -> list[str]:
         return out
 
     before, now = leaves(old), leaves(new)
+    if threads := (recorded.get("machine") or {}).get("torch_threads"):
+        before["threads"], now["threads"] = threads, run_threads(cfg)
     return [f"{k}: {before[k]!r} → {now[k]!r}" for k in sorted(before.keys() & now.keys()) if before[k] != now[k]]
