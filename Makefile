@@ -73,7 +73,7 @@ java:  ## Install a Java runtime if missing (pycocoevalcap's caption tokenizer n
 demo: setup  ## Train + evaluate MemVP on the embedded default (SmolLM2-135M + EfficientNet-Lite0, shapes VQA)
 	$(PY) -m memvp_lab.train hydra.run.dir=outputs/demo/$$(date +%Y-%m-%d_%H-%M-%S)
 
-demo-seeds: setup  ## The README's headline table: the default over seeds 0-2, no_visual and LLaVA-LoRA beside it (~3 h CPU)
+demo-seeds: setup  ## The README's headline table: the default over seeds 0-2, no_visual and LLaVA-LoRA beside it (~5 h on 2 cores)
 	$(call sweep_then_report,demo_seeds,demo_seeds demo_seeds_llava)
 
 report-demo-seeds: setup  ## Render the headline table from whatever demo-seeds runs exist (reports/demo_seeds.md)

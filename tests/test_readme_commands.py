@@ -62,7 +62,9 @@ RUN: dict[str, tuple[str, ...]] = {
     "python -m memvp_lab.params --backbone llama_7b llama_13b": (),
     "python -m memvp_lab.params vision=clip_vit_l14_336 --backbone llama_7b --method vlora_official": (),
     "python -m memvp_lab.prepare scienceqa --root <dir> --dry-run": (),
+    "python -m memvp_lab.train -m experiment=demo_seeds_llava seed=0 threads=2 hydra.sweep.dir=multirun/threads2": SCALE,
     "python -m memvp_lab.train experiment=demo_seeds_llava seed=0 threads=2 logger=csv": SCALE,
+    "python -m memvp_lab.train experiment=demo_seeds_llava seed=0 threads=1 logger=csv trainer.max_steps=6 trainer.log_every_n_steps=1": SCALE,
 }
 # README command -> the test that runs it (or its make recipe) as a user would, at a small scale.
 ELSEWHERE = {
@@ -197,7 +199,8 @@ def test_readme_commands_run_as_typed(tmp_path):
     chosen = sorted((r["config"]["method"]["name"], r["config"]["method"].get("ablation")) for r in outputs)
     assert chosen == [
         ("llava_lora", None),
-        ("llava_lora", None),  # method=llava_lora, and the demo_seeds_llava probe with threads=2
+        ("llava_lora", None),  # method=llava_lora, and the demo_seeds_llava probes with 1 and 2 threads
+        ("llava_lora", None),
         ("memvp", "no_visual"),
         ("memvp", "none"),
         ("memvp", "none"),
@@ -205,9 +208,12 @@ def test_readme_commands_run_as_typed(tmp_path):
     ]
     assert {r["config"]["backbone"]["name"] for r in outputs} == {"smollm2_135m", "tiny_llama", "hf_causal"}
     probe = [r for r in outputs if r["config"].get("experiment_name") == "demo_seeds"]
-    assert [r["config"]["threads"] for r in probe] == [2]
+    assert sorted(r["config"]["threads"] for r in probe) == [1, 2]
+    assert sorted(r["machine"]["torch_threads"] for r in probe) == [1, 2]
     assert places["<model folder>"] in {r["config"]["backbone"].get("model_id") for r in outputs}
-    sweep = [record for _, record in _records(tmp_path / "multirun")]
+    (threads2,) = [record for _, record in _records(tmp_path / "multirun" / "threads2")]
+    assert threads2["machine"]["torch_threads"] == 2 and threads2["config"]["method"]["name"] == "llava_lora"
+    sweep = [record for folder, record in _records(tmp_path / "multirun") if "threads2" not in folder.parts]
     assert sorted(r["config"]["method"]["lr"] for r in sweep) == [1e-3, 3e-3]
 
     assert "| bart_base | memvp | 3,784,704 |" in done["python -m memvp_lab.params"].stdout
