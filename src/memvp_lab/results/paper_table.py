@@ -72,8 +72,9 @@ def build_table(spec: dict, runs: list[dict]) -> dict[str, list[Cell]]:
     return rows
 
 
-def _runs(n: int) -> str:
-    return f"{n} run{'s' if n > 1 else ''}"
+def _counted(n: int, noun: str = "run") -> str:
+    """``1 run``, ``3 runs``: a count and its noun, plural when more than one."""
+    return f"{n} {noun}{'s' if n > 1 else ''}"
 
 
 def version_warnings(runs: list[dict]) -> list[str]:
@@ -84,7 +85,7 @@ def version_warnings(runs: list[dict]) -> list[str]:
             seen.setdefault(package, Counter())[version] += 1
     return [
         f"warning: runs made with different {package} versions: "
-        + ", ".join(f"{v} ({_runs(n)})" for v, n in sorted(counts.items()))
+        + ", ".join(f"{v} ({_counted(n)})" for v, n in sorted(counts.items()))
         for package, counts in sorted(seen.items())
         if len(counts) > 1
     ]
@@ -105,10 +106,10 @@ def commit_notes(runs: list[dict]) -> list[str]:
 
     notes = []
     if commits:
-        listed = ", ".join(f"{sha} ({_runs(n)})" for sha, n in commits.items())
+        listed = ", ".join(f"{sha} ({_counted(n)})" for sha, n in commits.items())
         notes.append(f"runs made at commit{'s' if len(commits) > 1 else ''} {listed}")
     notes += [
-        f"warning: {_runs(n)} at {sha} had uncommitted changes: no commit holds the code they ran"
+        f"warning: {_counted(n)} at {sha} had uncommitted changes: no commit holds the code they ran"
         for sha, n in dirty.items()
         if n
     ]
@@ -122,9 +123,9 @@ def thread_notes(runs: list[dict]) -> list[str]:
     counts = Counter(run["machine"]["torch_threads"] for run in runs if (run.get("machine") or {}).get("torch_threads"))
     if len(counts) == 1:
         ((threads, n),) = counts.items()
-        return [f"runs made with {threads} torch thread{'s' if threads > 1 else ''} ({_runs(n)})"]
+        return [f"runs made with {_counted(threads, 'torch thread')} ({_counted(n)})"]
     if counts:
-        listed = ", ".join(f"{t} ({_runs(n)})" for t, n in sorted(counts.items()))
+        listed = ", ".join(f"{t} ({_counted(n)})" for t, n in sorted(counts.items()))
         return [
             f"warning: runs made with different torch thread counts: {listed}; a run repeats to the last digit "
             "only at its own thread count"
